@@ -1,0 +1,41 @@
+# dlbench: `make experiment` and `make test` do all the set-up on a fresh machine (they create .venv
+# and install the package on first use; later calls reuse it).
+#   make experiment NAME=mlp_mnist DEVICES=cpu,gpu SET="epochs=3 learning_rate=0.1" VARIANTS=numpy
+#   make compare NAME=mlp_mnist
+#   make test
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+NAME ?= mlp_mnist
+DEVICES ?=
+VARIANTS ?=
+SET ?=
+ARGS ?=
+
+RUN_OPTIONS := $(if $(DEVICES),--devices $(DEVICES)) $(if $(VARIANTS),--variants $(VARIANTS)) \
+	$(foreach assignment,$(SET),--set $(assignment)) $(ARGS)
+
+.PHONY: install experiment compare list test clean-venv
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+experiment: install
+	$(BIN)/dlbench run $(NAME) $(RUN_OPTIONS)
+
+compare: install
+	$(BIN)/dlbench compare $(NAME)
+
+list: install
+	$(BIN)/dlbench list
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,123 @@
+"""Experiment configs are small frozen dataclasses; ``--set key=value`` overrides are type-checked.
+
+An unknown key or a value of the wrong type raises ``ConfigError`` with one line that lists what is
+valid, which the command line turns into exit status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+
+
+class ConfigError(ValueError):
+    """A bad ``--set`` override: unknown key or a value that does not fit the field's type."""
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def describe_type(annotation) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        return f"comma-separated {describe_type(typing.get_args(annotation)[0])}s"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("none" if a is type(None) else describe_type(a) for a in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return "one of " + "/".join(str(a) for a in typing.get_args(annotation))
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def parse_value(text: str, annotation):
+    """Parse ``text`` into ``annotation``; raise ValueError with a short reason when it does not fit."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if type(None) in options and text.strip().lower() in {"none", "null", ""}:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return parse_value(text, option)
+            except ValueError:
+                continue
+        raise ValueError(f"expected {describe_type(annotation)}")
+    if origin is typing.Literal:
+        for allowed in typing.get_args(annotation):
+            if text == str(allowed):
+                return allowed
+        raise ValueError(f"expected {describe_type(annotation)}")
+    if origin is tuple:
+        item_type = typing.get_args(annotation)[0]
+        parts = [part for part in text.replace(" ", "").strip("[]()").split(",") if part]
+        return tuple(parse_value(part, item_type) for part in parts)
+    if annotation is bool:
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError("expected true or false")
+    if annotation is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError("expected an integer") from None
+    if annotation is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError("expected a number") from None
+    if annotation is str:
+        return text
+    raise ValueError(f"unsupported field type {annotation!r}")
+
+
+def field_types(config_class) -> dict[str, object]:
+    hints = typing.get_type_hints(config_class)
+    return {field.name: hints[field.name] for field in dataclasses.fields(config_class)}
+
+
+def apply_overrides(config, overrides: dict[str, str]):
+    """Return a copy of ``config`` with string overrides parsed against the dataclass field types."""
+    types_by_name = field_types(type(config))
+    valid = ", ".join(types_by_name)
+    parsed = {}
+    for key, text in overrides.items():
+        if key not in types_by_name:
+            raise ConfigError(f"unknown config key '{key}'; valid keys: {valid}")
+        try:
+            parsed[key] = parse_value(text, types_by_name[key])
+        except ValueError as error:
+            raise ConfigError(
+                f"bad value for '{key}': {text!r} ({error}; expected {describe_type(types_by_name[key])})"
+            ) from None
+    config = dataclasses.replace(config, **parsed)
+    # Configs may check their own invariants (positive epochs, known optimizer...).
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    return config
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, str]:
+    """Turn ``["epochs=3", "learning_rate=0.1 batch_size=32"]`` into a dict, checking the form."""
+    overrides: dict[str, str] = {}
+    for assignment in assignments:
+        for item in assignment.split():
+            key, separator, value = item.partition("=")
+            if not separator or not key:
+                raise ConfigError(f"bad override '{item}': expected key=value, e.g. epochs=3")
+            overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def to_json(config) -> str:
+    return json.dumps(dataclasses.asdict(config), sort_keys=True)

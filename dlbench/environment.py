@@ -1,0 +1,95 @@
+"""Facts about the machine and the code that every result row records."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import dlbench
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def versions() -> dict[str, str]:
+    return {
+        "python_version": platform.python_version(),
+        "tensorflow_version": package_version("tensorflow"),
+        "keras_version": package_version("keras"),
+        "numpy_version": package_version("numpy"),
+        "codecarbon_version": package_version("codecarbon"),
+        "dlbench_version": dlbench.__version__,
+    }
+
+
+def git_commit() -> str:
+    """The checkout's commit, with '-dirty' when tracked files differ from it."""
+    if shutil.which("git") is None or not (_PROJECT_ROOT / ".git").exists():
+        return "unknown (not a git checkout)"
+    try:
+        commit = subprocess.run(["git", "-C", str(_PROJECT_ROOT), "rev-parse", "--short=12", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(_PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit or "unknown") + ("-dirty" if dirty else "")
+
+
+def host() -> str:
+    return socket.gethostname()
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def nvidia_gpu_listed() -> bool:
+    """Cheap first check (no TensorFlow import): does nvidia-smi list a GPU?"""
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "GPU" in listing
+
+
+def tensorflow_sees_gpu() -> tuple[bool, str]:
+    """Ask TensorFlow in a separate process, so this process never initialises CUDA."""
+    probe = ("import tensorflow as tf; g = tf.config.list_physical_devices('GPU'); "
+             "print(len(g)); print(tf.config.experimental.get_device_details(g[0]).get('device_name', '') if g else '')")
+    try:
+        output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout.split("\n")
+        return int(output[0]) > 0, output[1].strip()
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return False, ""
+
+
+def gpu_available() -> tuple[bool, str]:
+    """(available, reason or device name)."""
+    if not nvidia_gpu_listed():
+        return False, "nvidia-smi lists no GPU (no NVIDIA driver or no device)"
+    seen, name = tensorflow_sees_gpu()
+    if not seen:
+        return False, "nvidia-smi lists a GPU but TensorFlow sees none (install dlbench[gpu], i.e. tensorflow[and-cuda])"
+    return True, name

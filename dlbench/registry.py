@@ -1,0 +1,29 @@
+"""The one list of experiments: name -> module. Add a topic by adding a line here."""
+
+from __future__ import annotations
+
+import importlib
+
+EXPERIMENTS = {
+    "mlp_mnist": "experiments.mlp_mnist",
+}
+
+
+class UnknownExperimentError(ValueError):
+    pass
+
+
+def get(name: str):
+    """Import and return an experiment module, or raise with the list of valid names."""
+    if name not in EXPERIMENTS:
+        raise UnknownExperimentError(f"unknown experiment '{name}'; valid: {', '.join(EXPERIMENTS)}")
+    return importlib.import_module(EXPERIMENTS[name])
+
+
+def variants(module) -> dict[str, str]:
+    return dict(module.VARIANTS)
+
+
+def devices_for(module, variant: str) -> tuple[str, ...]:
+    """Variants that never touch TensorFlow (the NumPy MLP) only have a CPU row."""
+    return ("cpu",) if variant in getattr(module, "CPU_ONLY_VARIANTS", ()) else ("cpu", "gpu")

@@ -1,0 +1,73 @@
+"""Comparison tables and plots, read from the results CSV (never from live objects)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from dlbench import results
+
+NUMERIC = ["test_accuracy", "test_loss", "time_first_epoch_s", "time_steady_epoch_s", "time_train_s",
+           "time_total_s", "energy_kwh", "co2_kg", "parameters", "epochs_run", "n_train"]
+
+
+def load_results(results_dir, experiment: str) -> pd.DataFrame:
+    path = results.results_path(results_dir, experiment)
+    if not path.exists():
+        raise FileNotFoundError(f"no results for '{experiment}' yet ({path} does not exist); "
+                                f"run: dlbench run {experiment}")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in NUMERIC:
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def config_differences(frame: pd.DataFrame) -> pd.Series:
+    """For each row, the config keys whose value is not the same across all rows (e.g. learning_rate=0.1)."""
+    configs = [json.loads(text) if text.startswith("{") else {} for text in frame["config"]]
+    keys = sorted({key for config in configs for key in config})
+    varying = [key for key in keys if len({json.dumps(c.get(key)) for c in configs}) > 1]
+    return pd.Series([" ".join(f"{k}={json.dumps(c.get(k), separators=(',', ':'))}" for k in varying)
+                      for c in configs], index=frame.index)
+
+
+def compare(results_dir, experiment: str) -> pd.DataFrame:
+    """Variant x device (x differing config x data source) -> mean metrics over successful runs."""
+    frame = load_results(results_dir, experiment)
+    frame = frame[frame["status"] == results.STATUS_OK].copy()
+    if frame.empty:
+        raise ValueError(f"no successful runs for '{experiment}' in {results.results_path(results_dir, experiment)}")
+    frame["config_diff"] = config_differences(frame)
+    frame["co2_g"] = frame["co2_kg"] * 1000.0
+    keys = ["variant", "device", "dataset_source", "config_diff"]
+    table = frame.groupby(keys, sort=True).agg(
+        runs=("run_id", "count"),
+        test_accuracy=("test_accuracy", "mean"),
+        test_accuracy_std=("test_accuracy", "std"),
+        first_epoch_s=("time_first_epoch_s", "mean"),
+        steady_epoch_s=("time_steady_epoch_s", "mean"),
+        total_s=("time_total_s", "mean"),
+        energy_kwh=("energy_kwh", "mean"),
+        co2_g=("co2_g", "mean"),
+        device_name=("device_name", "first"),
+    ).reset_index()
+    return table
+
+
+def write_comparison(results_dir, experiment: str) -> tuple[pd.DataFrame, Path]:
+    table = compare(results_dir, experiment)
+    path = Path(results_dir) / f"{experiment}_compare.csv"
+    table.to_csv(path, index=False)
+    return table, path
+
+
+def format_table(table: pd.DataFrame) -> str:
+    shown = table.copy()
+    formats = {"test_accuracy": "{:.4f}", "test_accuracy_std": "{:.4f}", "first_epoch_s": "{:.2f}",
+               "steady_epoch_s": "{:.3f}", "total_s": "{:.1f}", "energy_kwh": "{:.3g}", "co2_g": "{:.3g}"}
+    for column, pattern in formats.items():
+        shown[column] = shown[column].map(lambda v, p=pattern: "" if pd.isna(v) else p.format(v))
+    return shown.to_string(index=False)

@@ -1,0 +1,153 @@
+"""Plan runs (experiment x variant x device x repeat) and execute each in its own process.
+
+The parent never imports TensorFlow for a run: it validates everything it can (experiment, variants,
+overrides, devices) before starting anything, then launches ``dlbench.worker`` once per run with the
+device fixed in the child's environment. If a child dies without writing its row (killed, out of
+memory), the parent writes one with status ``failed``; on Ctrl-C it lets the running child record
+``interrupted`` and starts nothing more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dlbench import config as config_module
+from dlbench import environment, registry, results
+from dlbench.data import DataOptions
+
+
+class RunnerError(ValueError):
+    """Bad request (unknown variant, GPU absent...): reported as one line, exit status 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    experiment: str
+    variant: str
+    device: str
+    repeat: int
+    seed: int
+    overrides: dict
+    data_options: dict
+    results_dir: str
+    country: str
+    energy: bool
+    run_id: str
+
+    def label(self) -> str:
+        return f"{self.experiment}/{self.variant}/{self.device}" + (f"#{self.repeat}" if self.repeat else "")
+
+
+def parse_devices(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    devices = [d.strip().lower() for d in text.split(",") if d.strip()]
+    for device in devices:
+        if device not in ("cpu", "gpu"):
+            raise RunnerError(f"unknown device '{device}'; valid: cpu, gpu")
+    return devices
+
+
+def plan(experiment: str, variants: list[str] | None, devices: list[str] | None, overrides: dict,
+         repeats: int = 1, seed: int = 0, data_options: DataOptions | None = None,
+         results_dir: str = "results", country: str = "FRA", energy: bool = True) -> list[RunSpec]:
+    module = registry.get(experiment)
+    known = registry.variants(module)
+    variants = variants or list(known)
+    for variant in variants:
+        if variant not in known:
+            raise RunnerError(f"unknown variant '{variant}' for {experiment}; valid: {', '.join(known)}")
+    # Check overrides here, once, so a typo fails before any run starts.
+    config_module.apply_overrides(module.Config(), overrides)
+    if repeats < 1:
+        raise RunnerError("--repeats must be at least 1")
+
+    if devices is None:
+        devices = ["cpu"] + (["gpu"] if environment.gpu_available()[0] else [])
+    elif "gpu" in devices:
+        available, reason = environment.gpu_available()
+        if not available:
+            raise RunnerError(f"a GPU run was requested but no GPU is usable: {reason}. "
+                              f"Run with DEVICES=cpu (--devices cpu), or install dlbench[gpu] on a GPU machine.")
+
+    specs = []
+    data_options = dataclasses.asdict(data_options or DataOptions.from_environment())
+    for repeat in range(repeats):
+        for variant in variants:
+            for device in devices:
+                if device not in registry.devices_for(module, variant):
+                    print(f"[dlbench] skipping {experiment}/{variant} on {device}: this variant runs on CPU only",
+                          file=sys.stderr)
+                    continue
+                specs.append(RunSpec(experiment, variant, device, repeat, seed + repeat, dict(overrides),
+                                     data_options, str(results_dir), country, energy, uuid.uuid4().hex[:12]))
+    if not specs:
+        raise RunnerError("nothing to run: the chosen variants do not run on the chosen devices")
+    return specs
+
+
+def child_environment(device: str) -> dict:
+    environment_variables = dict(os.environ)
+    # Fix the device before TensorFlow is imported in the child.
+    if device == "cpu":
+        environment_variables["CUDA_VISIBLE_DEVICES"] = ""
+    environment_variables.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    environment_variables["PYTHONUNBUFFERED"] = "1"
+    return environment_variables
+
+
+def execute(spec: RunSpec) -> int:
+    """Run one spec in a child process; make sure its row exists afterwards. Returns the exit status."""
+    print(f"[dlbench] run {spec.run_id}: {spec.label()} seed={spec.seed}", flush=True)
+    command = [sys.executable, "-m", "dlbench.worker", json.dumps(dataclasses.asdict(spec))]
+    process = subprocess.Popen(command, env=child_environment(spec.device))
+    interrupted = False
+    try:
+        status = process.wait()
+    except KeyboardInterrupt:
+        # The child got the same Ctrl-C; give it time to write its 'interrupted' row.
+        interrupted = True
+        try:
+            status = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            status = process.wait()
+    csv_path = results.results_path(spec.results_dir, spec.experiment)
+    if not results.has_run(csv_path, spec.run_id):
+        row = results.ResultRow(
+            run_id=spec.run_id, timestamp_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            experiment=spec.experiment, variant=spec.variant, device=spec.device, repeat=spec.repeat,
+            seed=spec.seed, config=json.dumps(spec.overrides, sort_keys=True),
+            status=results.STATUS_INTERRUPTED if interrupted else results.STATUS_FAILED,
+            error=f"worker process ended with status {status} before writing its row "
+                  f"(config column holds the overrides only)",
+            git_commit=environment.git_commit(), host=environment.host(), **environment.versions(),
+        )
+        results.append_row(csv_path, row)
+    if interrupted:
+        raise KeyboardInterrupt
+    return status
+
+
+def run_all(specs: list[RunSpec]) -> int:
+    """Execute every spec in order; return 0 if all succeeded, 1 if any failed, 130 on Ctrl-C."""
+    failures = 0
+    for spec in specs:
+        try:
+            status = execute(spec)
+        except KeyboardInterrupt:
+            print("[dlbench] interrupted: the running run was recorded; no further runs started", file=sys.stderr)
+            return 130
+        if status != 0:
+            failures += 1
+            print(f"[dlbench] {spec.label()} failed (exit {status}); its row says why", file=sys.stderr)
+    csv_path = Path(specs[0].results_dir) / f"{specs[0].experiment}.csv"
+    print(f"[dlbench] {len(specs) - failures}/{len(specs)} runs ok; rows in {csv_path}", flush=True)
+    return 1 if failures else 0
