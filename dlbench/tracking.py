@@ -49,11 +49,8 @@ class EnergyTracker:
             # A CPU run must not count an idle GPU's power; a GPU run measures GPU 0 through NVML.
             "gpu_ids": [0] if device == "gpu" else [],
             "pue": 1.0,
-            "save_to_file": False,
-            "save_to_api": False,
-            "save_to_logger": False,
-            "save_to_prometheus": False,
-            "save_to_logfire": False,
+            # No CSV, API, logger or Prometheus output from CodeCarbon: dlbench writes the row itself.
+            "output_methods": [],
             # dlbench guarantees one tracker per run process; CodeCarbon's lock would otherwise make
             # two experiments started at once fail instead of measuring.
             "allow_multiple_runs": True,

@@ -52,7 +52,9 @@ def main(spec: dict) -> int:
         repeat=spec.get("repeat", 0),
         seed=spec["seed"],
         config=config_module.to_json(config),
-        jit_compile=str(getattr(config, "jit_compile", "n/a")).lower(),
+        # Code that never goes through TensorFlow (the NumPy MLP) has no XLA setting to record.
+        jit_compile=("n/a" if spec["variant"] in getattr(module, "CPU_ONLY_VARIANTS", ())
+                     else str(getattr(config, "jit_compile", "n/a")).lower()),
         git_commit=environment.git_commit(),
         host=environment.host(),
         **environment.versions(),

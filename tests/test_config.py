@@ -1,0 +1,76 @@
+import dataclasses
+
+import pytest
+
+from dlbench import config as config_module
+from dlbench.cli import main
+from experiments.mlp_mnist import Config
+
+
+def test_overrides_are_parsed_to_the_field_types():
+    config = config_module.apply_overrides(
+        Config(), {"epochs": "3", "learning_rate": "0.1", "hidden_units": "128,64,32", "jit_compile": "true"})
+    assert config.epochs == 3 and isinstance(config.epochs, int)
+    assert config.learning_rate == pytest.approx(0.1)
+    assert config.hidden_units == (128, 64, 32)
+    assert config.jit_compile is True
+    assert dataclasses.is_dataclass(config) and Config.__dataclass_params__.frozen
+
+
+def test_unknown_key_lists_the_valid_ones():
+    with pytest.raises(config_module.ConfigError, match="unknown config key 'epoch'.*valid keys: .*epochs"):
+        config_module.apply_overrides(Config(), {"epoch": "3"})
+
+
+@pytest.mark.parametrize("key, value, reason", [
+    ("epochs", "three", "expected an integer"),
+    ("learning_rate", "fast", "expected a number"),
+    ("jit_compile", "maybe", "expected true or false"),
+    ("hidden_units", "64,x", "comma-separated ints"),
+])
+def test_bad_values_say_what_is_expected(key, value, reason):
+    with pytest.raises(config_module.ConfigError, match=reason):
+        config_module.apply_overrides(Config(), {key: value})
+
+
+def test_config_invariants_are_checked():
+    with pytest.raises(config_module.ConfigError, match="learning_rate must be > 0"):
+        config_module.apply_overrides(Config(), {"learning_rate": "-1"})
+
+
+def test_assignments_need_key_equals_value():
+    assert config_module.parse_assignments(["epochs=3 learning_rate=0.1", "batch_size=32"]) == {
+        "epochs": "3", "learning_rate": "0.1", "batch_size": "32"}
+    with pytest.raises(config_module.ConfigError, match="expected key=value"):
+        config_module.parse_assignments(["epochs"])
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["run", "no_such_experiment"], "unknown experiment 'no_such_experiment'; valid: mlp_mnist"),
+    (["run", "mlp_mnist", "--set", "epochz=1"], "unknown config key 'epochz'"),
+    (["run", "mlp_mnist", "--set", "epochs=many"], "bad value for 'epochs'"),
+    (["run", "mlp_mnist", "--variants", "torch"], "unknown variant 'torch' for mlp_mnist; valid: numpy, keras"),
+    (["run", "mlp_mnist", "--devices", "tpu"], "unknown device 'tpu'"),
+    (["compare", "no_such_experiment"], "unknown experiment"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(arguments, message, capsys):
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert message in error
+    assert error.count("\n") == 1
+
+
+def test_cli_gpu_requested_but_absent_is_exit_2(monkeypatch, capsys):
+    from dlbench import environment
+
+    monkeypatch.setattr(environment, "nvidia_gpu_listed", lambda: False)
+    assert main(["run", "mlp_mnist", "--variants", "keras", "--devices", "gpu"]) == 2
+    assert "no GPU is usable" in capsys.readouterr().err
+
+
+def test_cpu_only_variant_on_gpu_only_is_refused(monkeypatch, capsys):
+    from dlbench import environment
+
+    monkeypatch.setattr(environment, "gpu_available", lambda: (True, "fake"))
+    assert main(["run", "mlp_mnist", "--variants", "numpy", "--devices", "gpu"]) == 2
+    assert "nothing to run" in capsys.readouterr().err

@@ -1,0 +1,92 @@
+"""`dlbench run` as a user types it: real worker processes, the shipped MNIST sample, CSV rows checked."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from dlbench import results
+from dlbench.cli import main
+
+
+def test_run_writes_a_complete_row_per_variant_and_compare_reads_them(tmp_path, capsys):
+    status = main(["run", "mlp_mnist", "--set", "epochs=2", "--devices", "cpu", "--results-dir", str(tmp_path)])
+    assert status == 0
+    rows = {row["variant"]: row for row in results.read_rows(tmp_path / "mlp_mnist.csv")}
+    assert set(rows) == {"numpy", "keras"}
+    for variant, row in rows.items():
+        assert row["status"] == "ok" and row["error"] == ""
+        assert row["device"] == "cpu" and row["device_name"]
+        assert row["dataset"] == "mnist" and row["dataset_source"] == "sample"
+        assert (row["n_train"], row["n_validation"], row["n_test"]) == ("1800", "200", "500")
+        assert row["parameters"] == "52650" and row["epochs_run"] == "2"
+        assert json.loads(row["config"])["epochs"] == 2
+        assert 0.3 < float(row["test_accuracy"]) <= 1.0  # Two epochs on 1,800 images: well above chance.
+        for column in ("test_loss", "time_data_s", "time_build_s", "time_first_epoch_s", "time_steady_epoch_s",
+                       "time_train_s", "time_eval_s", "time_total_s", "train_samples_per_s"):
+            assert float(row[column]) > 0, column
+        assert row["energy_status"] == "measured" and float(row["energy_kwh"]) > 0 and float(row["co2_kg"]) > 0
+        assert row["energy_method"] and row["carbon_country"] == "FRA"
+        for column in ("python_version", "tensorflow_version", "keras_version", "numpy_version",
+                       "codecarbon_version", "git_commit", "host", "seed", "timestamp_utc"):
+            assert row[column], column
+        assert (tmp_path / row["history_file"]).exists()
+    assert rows["keras"]["jit_compile"] == "false" and rows["numpy"]["jit_compile"] == "n/a"
+
+    assert main(["compare", "mlp_mnist", "--results-dir", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "numpy" in table and "keras" in table and (tmp_path / "mlp_mnist_compare.csv").exists()
+
+
+def test_missing_data_in_strict_mode_fails_the_run_but_leaves_its_row(tmp_path):
+    status = main(["run", "mlp_mnist", "--variants", "numpy", "--strict-data", "--no-energy",
+                   "--data-dir", str(tmp_path / "empty"), "--results-dir", str(tmp_path)])
+    assert status == 1
+    [row] = results.read_rows(tmp_path / "mlp_mnist.csv")
+    assert row["status"] == "failed"
+    assert row["error"].startswith("DataUnavailableError: full mnist data not found")
+
+
+def _start_long_run(tmp_path):
+    command = [sys.executable, "-m", "dlbench.cli", "run", "mlp_mnist", "--variants", "keras", "--devices", "cpu",
+               "--set", "epochs=500", "--no-energy", "--results-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    for line in process.stdout:  # Wait until training is under way.
+        if "Epoch 2/" in line or time.monotonic() > deadline:
+            break
+    return process
+
+
+def test_ctrl_c_records_the_run_as_interrupted(tmp_path):
+    process = _start_long_run(tmp_path)
+    os.killpg(process.pid, signal.SIGINT)  # What a terminal's Ctrl-C does: the whole process group.
+    assert process.wait(timeout=120) == 130
+    [row] = results.read_rows(tmp_path / "mlp_mnist.csv")
+    assert row["status"] == "interrupted"
+    assert int(row["epochs_run"]) >= 1
+
+
+def test_a_killed_worker_still_gets_a_failed_row(tmp_path):
+    process = _start_long_run(tmp_path)
+    [worker] = psutil.Process(process.pid).children()
+    worker.kill()  # SIGKILL, like the out-of-memory killer: the worker cannot write anything.
+    process.stdout.read()
+    assert process.wait(timeout=120) == 1
+    [row] = results.read_rows(tmp_path / "mlp_mnist.csv")
+    assert row["status"] == "failed" and "ended with status -9" in row["error"]
+
+
+@pytest.mark.parametrize("earlier", [3])
+def test_earlier_rows_survive_later_runs(tmp_path, earlier):
+    for index in range(earlier):
+        results.append_row(tmp_path / "mlp_mnist.csv", results.ResultRow(run_id=f"old{index}", experiment="mlp_mnist"))
+    main(["run", "mlp_mnist", "--variants", "numpy", "--set", "epochs=1", "--no-energy", "--results-dir", str(tmp_path)])
+    run_ids = [row["run_id"] for row in results.read_rows(tmp_path / "mlp_mnist.csv")]
+    assert run_ids[:earlier] == [f"old{i}" for i in range(earlier)] and len(run_ids) == earlier + 1
