@@ -37,17 +37,41 @@ def command_list(arguments) -> int:
     return 0
 
 
-def command_run(arguments) -> int:
-    overrides = config_module.parse_assignments(arguments.set or [])
-    variants = [v for v in (arguments.variants or "").split(",") if v] or None
+def _run_options(arguments) -> dict:
+    """The options `run` and `study` share, as keyword arguments for runner.plan."""
     data_options = DataOptions.from_environment(
         data_dir=arguments.data_dir, strict=True if arguments.strict_data else None,
         allow_download=False if arguments.no_download else None)
-    specs = runner.plan(
-        arguments.experiment, variants, runner.parse_devices(arguments.devices), overrides,
-        repeats=arguments.repeats, seed=arguments.seed, data_options=data_options,
-        results_dir=arguments.results_dir, country=arguments.country, energy=not arguments.no_energy)
+    return dict(repeats=arguments.repeats, seed=arguments.seed, data_options=data_options,
+                results_dir=arguments.results_dir, country=arguments.country, energy=not arguments.no_energy)
+
+
+def _variants(arguments) -> list[str] | None:
+    return [v for v in (arguments.variants or "").split(",") if v] or None
+
+
+def command_run(arguments) -> int:
+    overrides = config_module.parse_assignments(arguments.set or [])
+    specs = runner.plan(arguments.experiment, _variants(arguments), runner.parse_devices(arguments.devices),
+                        overrides, **_run_options(arguments))
     return runner.run_all(specs)
+
+
+def command_study(arguments) -> int:
+    from dlbench import studies
+
+    study = studies.get(arguments.study)
+    status = 0
+    if not arguments.plot_only:
+        print(f"[dlbench] study {study.name}: {study.description}", flush=True)
+        specs = studies.plan(study, config_module.parse_assignments(arguments.set or []), _variants(arguments),
+                             runner.parse_devices(arguments.devices), **_run_options(arguments))
+        status = runner.run_all(specs)
+        if status == 130:
+            return status
+    for path in studies.plot(study, arguments.results_dir):
+        print(f"[dlbench] plot written: {path}")
+    return status
 
 
 def command_compare(arguments) -> int:
@@ -62,6 +86,22 @@ def command_compare(arguments) -> int:
     return 0
 
 
+def add_run_options(parser) -> None:
+    parser.add_argument("--variants", help="comma-separated variants (default: all)")
+    parser.add_argument("--devices", help="comma-separated cpu,gpu (default: cpu, plus gpu when one is usable)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per (variant, device); seeds seed..seed+n-1")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", help="directory with the full datasets (default: $DLBENCH_DATA_DIR)")
+    parser.add_argument("--strict-data", action="store_true",
+                        help="fail instead of falling back to the shipped sample when full data is missing")
+    parser.add_argument("--no-download", action="store_true", help="never try the Keras download")
+    parser.add_argument("--country", default=os.environ.get("DLBENCH_COUNTRY", tracking.DEFAULT_COUNTRY),
+                        help="ISO 3166 alpha-3 country for the carbon intensity (default: $DLBENCH_COUNTRY or FRA)")
+    parser.add_argument("--no-energy", action="store_true", help="do not start CodeCarbon (rows say 'disabled')")
+    parser.add_argument("--results-dir", default=default_results_dir())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dlbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,19 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run an experiment: one process per (variant, device, repeat)")
     run.add_argument("experiment")
-    run.add_argument("--variants", help="comma-separated variants (default: all)")
-    run.add_argument("--devices", help="comma-separated cpu,gpu (default: cpu, plus gpu when one is usable)")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
-    run.add_argument("--repeats", type=int, default=1, help="runs per (variant, device); seeds seed..seed+n-1")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--data-dir", help="directory with the full datasets (default: $DLBENCH_DATA_DIR)")
-    run.add_argument("--strict-data", action="store_true",
-                     help="fail instead of falling back to the shipped sample when full data is missing")
-    run.add_argument("--no-download", action="store_true", help="never try the Keras download")
-    run.add_argument("--country", default=os.environ.get("DLBENCH_COUNTRY", tracking.DEFAULT_COUNTRY),
-                     help="ISO 3166 alpha-3 country for the carbon intensity (default: $DLBENCH_COUNTRY or FRA)")
-    run.add_argument("--no-energy", action="store_true", help="do not start CodeCarbon (rows say 'disabled')")
-    run.add_argument("--results-dir", default=default_results_dir())
+    add_run_options(run)
+
+    study = commands.add_parser("study", help="run every point of a study, then plot it")
+    study.add_argument("study")
+    add_run_options(study)
+    study.add_argument("--plot-only", action="store_true", help="only redraw the plot from the latest rows")
 
     compare = commands.add_parser("compare", help="table: variant x device -> accuracy, time, kWh, CO2")
     compare.add_argument("experiment")
@@ -90,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"list": command_list, "run": command_run, "compare": command_compare}
+COMMANDS = {"list": command_list, "run": command_run, "study": command_study, "compare": command_compare}
 
 
 def main(argv=None) -> int:
@@ -98,7 +131,7 @@ def main(argv=None) -> int:
     try:
         return COMMANDS[arguments.command](arguments)
     except (config_module.ConfigError, registry.UnknownExperimentError, runner.RunnerError,
-            FileNotFoundError, ValueError) as error:
+            FileNotFoundError, ValueError) as error:  # UnknownStudyError is a ValueError too.
         print(f"dlbench: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

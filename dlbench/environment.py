@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -85,6 +86,7 @@ def tensorflow_sees_gpu() -> tuple[bool, str]:
         return False, ""
 
 
+@functools.lru_cache(maxsize=1)
 def gpu_available() -> tuple[bool, str]:
     """(available, reason or device name)."""
     if not nvidia_gpu_listed():

@@ -35,6 +35,9 @@ class ResultRow:
     device_name: str = ""  # The processor or GPU model the run actually saw.
     repeat: int = 0
     seed: int = 0
+    group_id: str = ""  # Shared by every run started by one `dlbench run` / `dlbench study` command.
+    study: str = ""  # The study this run is a point of, if any (e.g. mlp_learning_rate).
+    study_point: str = ""  # The point's label within the study (e.g. learning_rate=0.1).
     status: str = STATUS_RUNNING
     error: str = ""
     # Data: which copy was used, so a row on the shipped sample is never mistaken for a full run.

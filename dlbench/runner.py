@@ -40,9 +40,16 @@ class RunSpec:
     country: str
     energy: bool
     run_id: str
+    group_id: str = ""
+    study: str = ""
+    study_point: str = ""
 
     def label(self) -> str:
         return f"{self.experiment}/{self.variant}/{self.device}" + (f"#{self.repeat}" if self.repeat else "")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 def parse_devices(text: str | None) -> list[str] | None:
@@ -57,7 +64,8 @@ def parse_devices(text: str | None) -> list[str] | None:
 
 def plan(experiment: str, variants: list[str] | None, devices: list[str] | None, overrides: dict,
          repeats: int = 1, seed: int = 0, data_options: DataOptions | None = None,
-         results_dir: str = "results", country: str = "FRA", energy: bool = True) -> list[RunSpec]:
+         results_dir: str = "results", country: str = "FRA", energy: bool = True,
+         group_id: str | None = None, study: str = "", study_point: str = "") -> list[RunSpec]:
     module = registry.get(experiment)
     known = registry.variants(module)
     variants = variants or list(known)
@@ -78,6 +86,7 @@ def plan(experiment: str, variants: list[str] | None, devices: list[str] | None,
                               f"Run with DEVICES=cpu (--devices cpu), or install dlbench[gpu] on a GPU machine.")
 
     specs = []
+    group_id = group_id or new_id()
     data_options = dataclasses.asdict(data_options or DataOptions.from_environment())
     for repeat in range(repeats):
         for variant in variants:
@@ -87,7 +96,7 @@ def plan(experiment: str, variants: list[str] | None, devices: list[str] | None,
                           file=sys.stderr)
                     continue
                 specs.append(RunSpec(experiment, variant, device, repeat, seed + repeat, dict(overrides),
-                                     data_options, str(results_dir), country, energy, uuid.uuid4().hex[:12]))
+                                     data_options, str(results_dir), country, energy, new_id(), group_id, study, study_point))
     if not specs:
         raise RunnerError("nothing to run: the chosen variants do not run on the chosen devices")
     return specs
@@ -124,7 +133,8 @@ def execute(spec: RunSpec) -> int:
         row = results.ResultRow(
             run_id=spec.run_id, timestamp_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             experiment=spec.experiment, variant=spec.variant, device=spec.device, repeat=spec.repeat,
-            seed=spec.seed, config=json.dumps(spec.overrides, sort_keys=True),
+            seed=spec.seed, group_id=spec.group_id, study=spec.study, study_point=spec.study_point,
+            config=json.dumps(spec.overrides, sort_keys=True),
             status=results.STATUS_INTERRUPTED if interrupted else results.STATUS_FAILED,
             error=f"worker process ended with status {status} before writing its row "
                   f"(config column holds the overrides only)",

@@ -51,6 +51,9 @@ def main(spec: dict) -> int:
         device=spec["device"],
         repeat=spec.get("repeat", 0),
         seed=spec["seed"],
+        group_id=spec.get("group_id", ""),
+        study=spec.get("study", ""),
+        study_point=spec.get("study_point", ""),
         config=config_module.to_json(config),
         # Code that never goes through TensorFlow (the NumPy MLP) has no XLA setting to record.
         jit_compile=("n/a" if spec["variant"] in getattr(module, "CPU_ONLY_VARIANTS", ())

@@ -64,6 +64,7 @@ def test_cli_gpu_requested_but_absent_is_exit_2(monkeypatch, capsys):
     from dlbench import environment
 
     monkeypatch.setattr(environment, "nvidia_gpu_listed", lambda: False)
+    environment.gpu_available.cache_clear()
     assert main(["run", "mlp_mnist", "--variants", "keras", "--devices", "gpu"]) == 2
     assert "no GPU is usable" in capsys.readouterr().err
 

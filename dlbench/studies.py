@@ -1,0 +1,96 @@
+"""Studies: a named list of ordinary runs (points) plus the plot that sums them up.
+
+Every point of a study is an ordinary run, with its own row (time, energy, CO2) in the experiment's
+CSV; the rows carry the study's name and the invocation's ``group_id`` so the plot of a study is
+always drawn from the runs of its latest invocation, read back from the CSV.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from dlbench import results, runner
+
+# One plain dict: study name -> module that defines it (in that module's STUDIES dict).
+STUDIES = {
+    "mlp_architecture": "experiments.mlp_studies",
+    "mlp_learning_rate": "experiments.mlp_studies",
+    "mlp_gradient_descent": "experiments.mlp_studies",
+    "mlp_overtraining": "experiments.mlp_studies",
+    "mlp_activations": "experiments.mlp_studies",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    label: str  # Shown in plots and tables, e.g. "lr=0.1".
+    variant: str
+    overrides: dict  # Config values as --set strings, e.g. {"learning_rate": "0.1"}.
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    name: str
+    experiment: str
+    description: str
+    points: tuple[Point, ...]
+    plot: Callable[[pd.DataFrame, Path, Path], list[Path]]  # (rows, results_dir, plots_dir) -> PNGs
+
+
+class UnknownStudyError(ValueError):
+    pass
+
+
+def get(name: str) -> Study:
+    if name not in STUDIES:
+        raise UnknownStudyError(f"unknown study '{name}'; valid: {', '.join(STUDIES)}")
+    return importlib.import_module(STUDIES[name]).STUDIES[name]
+
+
+def plan(study: Study, user_overrides: dict, variants: list[str] | None, devices: list[str] | None,
+         **plan_options) -> list[runner.RunSpec]:
+    """Specs for every point; the user's --set applies to all points, except the key a point studies."""
+    group_id = runner.new_id()
+    specs = []
+    for point in study.points:
+        if variants and point.variant not in variants:
+            continue
+        overrides = {**user_overrides, **point.overrides}
+        specs += runner.plan(study.experiment, [point.variant], devices, overrides, **plan_options,
+                             group_id=group_id, study=study.name, study_point=point.label)
+    if not specs:
+        raise runner.RunnerError(f"study {study.name} has no point for variants {variants}")
+    return specs
+
+
+def latest_rows(study: Study, results_dir) -> pd.DataFrame:
+    """The rows of the study's most recent invocation, with a 'label' column matching the points."""
+    path = results.results_path(results_dir, study.experiment)
+    frame = pd.DataFrame(results.read_rows(path))
+    if frame.empty or "study" not in frame or not (frame["study"] == study.name).any():
+        raise FileNotFoundError(f"no rows of study '{study.name}' in {path}; run: dlbench study {study.name}")
+    frame = frame[frame["study"] == study.name]
+    frame = frame[frame["group_id"] == frame["group_id"].iloc[-1]].copy()
+    for column in frame.columns:
+        if column.endswith(("_s", "_kwh", "_kg", "accuracy", "loss")) or column in ("parameters", "epochs_run"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def history(results_dir, row) -> pd.DataFrame | None:
+    """The per-epoch history of one row, or None if the run wrote none."""
+    if not row.get("history_file"):
+        return None
+    path = Path(results_dir) / row["history_file"]
+    return pd.read_csv(path) if path.exists() else None
+
+
+def plot(study: Study, results_dir) -> list[Path]:
+    plots_dir = Path(results_dir) / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    return study.plot(latest_rows(study, results_dir), Path(results_dir), plots_dir)
