@@ -34,6 +34,12 @@ def command_list(arguments) -> int:
         for field in dataclasses.fields(module.Config):
             print(f"  --set {field.name}=  ({config_module.describe_type(types_by_name[field.name])}, "
                   f"default {field.default})")
+    from dlbench import studies
+
+    print("studies (dlbench study NAME):")
+    for name in studies.STUDIES:
+        study = studies.get(name)
+        print(f"  {name} [{study.experiment}, {len(study.points)} runs]: {study.description}")
     return 0
 
 

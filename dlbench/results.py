@@ -74,7 +74,7 @@ class ResultRow:
     energy_kwh: float | None = None
     co2_kg: float | None = None
     energy_method: str = ""  # How each part was obtained (RAPL, load-based estimate, NVML...).
-    energy_status: str = ""  # "measured", "disabled" or "unavailable: <why>".
+    energy_status: str = ""  # "ok", "disabled" or "unavailable: <why>"; energy_method says measured or estimated.
     carbon_country: str = ""
     carbon_intensity_g_per_kwh: float | None = None
     energy_settings: str = ""  # JSON of every argument given to CodeCarbon.

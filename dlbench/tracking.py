@@ -104,7 +104,7 @@ class EnergyTracker:
             if row.energy_kwh > 0:
                 row.carbon_intensity_g_per_kwh = 1000.0 * row.co2_kg / row.energy_kwh
             row.energy_method = self._describe_method()
-            row.energy_status = "measured"
+            row.energy_status = "ok"
         except Exception as error:
             row.energy_status = f"unavailable: stop failed: {type(error).__name__}: {error}"
 

@@ -1,0 +1,1 @@
+"""Small real data samples shipped with dlbench (see scripts/make_samples.py for provenance)."""

@@ -1,0 +1,41 @@
+import pytest
+
+from dlbench import studies
+from dlbench.cli import main
+
+
+def test_every_study_point_is_a_valid_run_of_its_experiment():
+    for name in studies.STUDIES:
+        study = studies.get(name)
+        specs = studies.plan(study, {"epochs": "1"}, None, ["cpu"], results_dir="unused")
+        assert len(specs) == len(study.points)
+        assert len({spec.group_id for spec in specs}) == 1
+        assert all(spec.study == name and spec.study_point for spec in specs)
+
+
+def test_user_overrides_apply_to_every_point_but_not_the_studied_key():
+    study = studies.get("mlp_learning_rate")
+    specs = studies.plan(study, {"epochs": "2", "learning_rate": "0.5"}, ["numpy"], ["cpu"], results_dir="unused")
+    assert {spec.variant for spec in specs} == {"numpy"}
+    assert all(spec.overrides["epochs"] == "2" for spec in specs)
+    studied = sorted(point.overrides["learning_rate"] for point in study.points if point.variant == "numpy")
+    assert sorted(spec.overrides["learning_rate"] for spec in specs) == studied
+    assert "0.5" not in studied
+
+
+def test_unknown_study_is_exit_2(capsys):
+    assert main(["study", "mlp_everything"]) == 2
+    assert "unknown study 'mlp_everything'; valid: mlp_architecture" in capsys.readouterr().err
+
+
+def test_plot_without_rows_says_how_to_get_them(tmp_path, capsys):
+    assert main(["study", "mlp_architecture", "--plot-only", "--results-dir", str(tmp_path)]) == 2
+    assert "run: dlbench study mlp_architecture" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["mlp_gradient_descent"])
+def test_a_short_study_runs_and_draws_its_plot(tmp_path, name):
+    status = main(["study", name, "--set", "epochs=2", "--no-energy", "--results-dir", str(tmp_path)])
+    assert status == 0
+    plot = tmp_path / "plots" / f"{name}.png"
+    assert plot.exists() and plot.stat().st_size > 10_000
