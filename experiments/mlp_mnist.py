@@ -42,9 +42,10 @@ VARIANTS = {
 CPU_ONLY_VARIANTS = {"numpy"}
 DATASET = "mnist"
 HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "swish", "linear")
-# Batch-64 matrix products are too small to share among threads: on a 2-core machine one BLAS thread
-# ran an epoch as fast as two when quiet and 5-10x faster when the other core was busy (see
-# benchmarks/mlp_epoch.py, which measures both).
+# Batch-64 matrix products are too small to share among threads. On the 2-core development machine
+# (busy with other work), a second BLAS thread made the epoch's GEMMs no faster (0.140 vs 0.137 s)
+# and the NumPy epoch 7-30x slower, as the threads wait for each other. benchmarks/mlp_epoch.py
+# measures both; re-check on a quiet many-core machine before changing this.
 NUMPY_BLAS_THREADS = 1
 # keras_fast runs this many batches per call into the compiled graph: Python and callback overhead
 # is paid once per group instead of once per batch. Training mathematics is unchanged.
