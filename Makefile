@@ -3,6 +3,7 @@
 #   make experiment NAME=mlp_mnist DEVICES=cpu,gpu SET="epochs=3 learning_rate=0.1" VARIANTS=numpy
 #   make compare NAME=mlp_mnist
 #   make test
+#   make bench        (epoch time of the reference MLP: NumPy vs Keras vs the matrix-multiply bound)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,7 +16,7 @@ ARGS ?=
 RUN_OPTIONS := $(if $(DEVICES),--devices $(DEVICES)) $(if $(VARIANTS),--variants $(VARIANTS)) \
 	$(foreach assignment,$(SET),--set $(assignment)) $(ARGS)
 
-.PHONY: install experiment compare list test clean-venv
+.PHONY: install experiment compare list test bench clean-venv
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ list: install
 
 test: install
 	$(BIN)/python -m pytest -q tests
+
+bench: install
+	$(BIN)/python benchmarks/mlp_epoch.py $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -14,42 +14,83 @@ layers, softmax output, cross-entropy, SGD, learning rate 0.01, batch 64, 12 epo
 training images are held out for per-epoch validation (the official 10,000 test images are the
 test set, evaluated once at the end). Expected on full MNIST: about 95 % test accuracy with the
 defaults, about 97.7 % with learning_rate=0.1. Run time on 2 CPU cores: about 10 s for NumPy and
-under a minute for Keras.
+under a minute for Keras (keras_fast: about half of Keras' epoch time, same accuracy).
+
+Studies change one key at a time with ``--set``: hidden_activation, initializer, optimizer (sgd,
+momentum, adam), l2, dropout, early_stopping_patience, train_subset (a reduced training
+set to overfit on). Both variants honour every key identically: same initial weights (drawn once
+with NumPy whatever the initializer), same optimiser equations (Keras' own), same L2 penalty. A run
+whose loss becomes NaN or infinite stops training and ends normally with diverged=1 in its metrics.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import keras
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from dlbench.numpy_nn import NumpyMLP
+from dlbench.numpy_nn import INITIALIZERS, OPTIMIZERS, NumpyMLP
 
 VARIANTS = {
     "numpy": "MLP written with NumPy only (forward/backward by hand, mini-batch SGD); CPU only",
     "keras": "the same MLP with keras.Sequential and model.fit(), same initial weights and SGD",
+    "keras_fast": "the keras variant compiled with XLA and many steps per call (steps_per_execution)",
 }
 CPU_ONLY_VARIANTS = {"numpy"}
 DATASET = "mnist"
+HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "swish", "linear")
+# Batch-64 matrix products are too small to share among threads. On the 2-core development machine
+# (busy with other work), a second BLAS thread made the epoch's GEMMs no faster (0.140 vs 0.137 s)
+# and the NumPy epoch 7-30x slower, as the threads wait for each other. benchmarks/mlp_epoch.py
+# measures both; re-check on a quiet many-core machine before changing this.
+NUMPY_BLAS_THREADS = 1
+# keras_fast runs this many batches per call into the compiled graph: Python and callback overhead
+# is paid once per group instead of once per batch. Training mathematics is unchanged.
+FAST_STEPS_PER_EXECUTION = 100
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    hidden_units: tuple[int, ...] = (64, 32)  # Widths of the hidden ReLU layers; the course's reference.
-    learning_rate: float = 0.01  # Plain SGD step size.
+    hidden_units: tuple[int, ...] = (64, 32)  # Widths of the hidden layers; the course's reference.
+    hidden_activation: str = "relu"  # One of HIDDEN_ACTIVATIONS (leaky_relu slope 0.01, elu alpha 1).
+    initializer: str = "glorot_uniform"  # Weights: glorot_uniform/normal, he_uniform/normal, small_random.
+    optimizer: str = "sgd"  # sgd, momentum (SGD with `momentum`) or adam (Keras' defaults).
+    learning_rate: float = 0.01  # Step size of the optimizer.
+    momentum: float = 0.9  # Used by optimizer=momentum only.
     batch_size: int = 64  # Samples per gradient step (mini-batch gradient descent).
     epochs: int = 12
+    l2: float = 0.0  # Adds l2 * sum(W^2) of every weight matrix to the loss (0 = off).
+    dropout: float = 0.0  # Inverted dropout after each hidden layer (0 = off); each variant draws its own masks.
+    early_stopping_patience: int = 0  # Epochs without a better validation loss before stopping (0 = off).
+    train_subset: int = 0  # Train on the first N training images only (0 = all), e.g. to overfit.
     validation_fraction: float = 0.1  # Share of the training images held out for per-epoch validation.
-    jit_compile: bool = False  # Keras only: XLA off on every device, so CPU and GPU rows compare alike.
+    jit_compile: bool = False  # keras only: XLA off on every device, so CPU and GPU rows compare alike.
 
     def validate(self):
         if not self.hidden_units or min(self.hidden_units) < 1:
             raise ValueError("hidden_units needs at least one positive width, e.g. hidden_units=64,32")
         if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError("learning_rate must be > 0, batch_size and epochs >= 1")
+        if self.hidden_activation not in HIDDEN_ACTIVATIONS:
+            raise ValueError(f"unknown hidden_activation '{self.hidden_activation}'; "
+                             f"valid: {', '.join(HIDDEN_ACTIVATIONS)}")
+        if self.initializer not in INITIALIZERS:
+            raise ValueError(f"unknown initializer '{self.initializer}'; valid: {', '.join(INITIALIZERS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer '{self.optimizer}'; valid: {', '.join(OPTIMIZERS)}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError("momentum must be in [0, 1)")
+        if self.l2 < 0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError("l2 must be >= 0 and dropout in [0, 1)")
+        if self.early_stopping_patience < 0 or self.train_subset < 0:
+            raise ValueError("early_stopping_patience and train_subset must be >= 0 (0 = off / all)")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be in [0, 1)")
+        if self.early_stopping_patience and self.validation_fraction == 0:
+            raise ValueError("early stopping watches the validation loss: validation_fraction must be > 0")
 
 
 def run(config: Config, variant: str, run) -> None:
@@ -65,6 +106,8 @@ def run(config: Config, variant: str, run) -> None:
         order = np.random.default_rng(run.seed).permutation(len(x_all))
         n_validation = int(round(config.validation_fraction * len(x_all)))
         validation, train = order[:n_validation], order[n_validation:]
+        if config.train_subset:
+            train = train[:config.train_subset]  # Already shuffled: a random subset of the rest.
         x_train, y_train = x_all[train], y_all[train]
         validation_data = (x_all[validation], y_all[validation]) if n_validation else None
     run.record(n_train=len(x_train), n_validation=n_validation)
@@ -73,22 +116,36 @@ def run(config: Config, variant: str, run) -> None:
     layer_sizes = (x_train.shape[1], *config.hidden_units, 10)
     with run.phase("build"):
         # The NumPy network draws the initial weights; the Keras model gets a copy of them.
-        numpy_model = NumpyMLP(layer_sizes, seed=run.seed)
-        if variant == "keras":
-            model = build_keras_model(layer_sizes, config)
+        numpy_model = NumpyMLP(layer_sizes, seed=run.seed, hidden_activation=config.hidden_activation,
+                               initializer=config.initializer, l2=config.l2, dropout=config.dropout)
+        if variant != "numpy":
+            model = build_keras_model(layer_sizes, config, fast=variant == "keras_fast")
             model.set_weights([array for pair in zip(numpy_model.weights, numpy_model.biases) for array in pair])
     run.record(parameters=numpy_model.count_params())
+    if variant == "keras_fast":
+        run.record(jit_compile="true")
 
     # ---------------------------------------------------------------------------- Train
     with run.phase("train"):
         if variant == "numpy":
-            numpy_model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
-                            learning_rate=config.learning_rate, validation_data=validation_data,
-                            seed=run.seed, on_epoch_end=lambda seconds, logs: run.record_epoch(seconds, **logs))
+            with threadpool_limits(limits=NUMPY_BLAS_THREADS, user_api="blas"):
+                numpy_model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
+                                learning_rate=config.learning_rate, optimizer=config.optimizer,
+                                momentum=config.momentum, validation_data=validation_data,
+                                early_stopping_patience=config.early_stopping_patience, seed=run.seed,
+                                on_epoch_end=lambda seconds, logs: run.record_epoch(seconds, **logs))
+            diverged = numpy_model.diverged
         else:
-            model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
-                      validation_data=validation_data, shuffle=True, verbose=2,
-                      callbacks=[run.keras_callback()])
+            callbacks = [run.keras_callback(), keras.callbacks.TerminateOnNaN()]
+            if config.early_stopping_patience:
+                callbacks.append(keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True))
+            history = model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
+                                validation_data=validation_data, shuffle=True, verbose=2, callbacks=callbacks)
+            diverged = not all(math.isfinite(loss) for loss in history.history["loss"])
+    run.record_metrics(diverged=float(diverged))
+    if variant == "numpy":
+        run.record_metrics(blas_threads=NUMPY_BLAS_THREADS)
 
     # ---------------------------------------------------------------------------- Evaluate
     with run.phase("eval"):
@@ -96,18 +153,44 @@ def run(config: Config, variant: str, run) -> None:
             test_loss, test_accuracy = numpy_model.evaluate(x_test, y_test)
         else:
             test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
-    run.record(test_accuracy=float(test_accuracy), test_loss=float(test_loss))
+    # A diverged network (without early stopping to restore earlier weights) predicts NaN: its
+    # accuracy would be an artefact of argmax on NaN, so both figures are left empty.
+    if not math.isfinite(test_loss):
+        test_loss = test_accuracy = None
+    run.record(test_accuracy=None if test_accuracy is None else float(test_accuracy),
+               test_loss=None if test_loss is None else float(test_loss))
 
 
-def build_keras_model(layer_sizes, config: Config) -> keras.Model:
+def keras_hidden_activation(name: str):
+    # Keras' leaky_relu slope defaults to 0.2; the course (and NumpyMLP) use 0.01. swish is silu.
+    if name == "leaky_relu":
+        return lambda z: keras.activations.leaky_relu(z, negative_slope=0.01)
+    return {"swish": "silu"}.get(name, name)
+
+
+def keras_optimizer(config: Config) -> keras.optimizers.Optimizer:
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=config.learning_rate)
+    momentum = config.momentum if config.optimizer == "momentum" else 0.0
+    return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=momentum)
+
+
+def build_keras_model(layer_sizes, config: Config, fast: bool = False) -> keras.Model:
+    regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
     layers = [keras.Input(shape=(layer_sizes[0],))]
-    layers += [keras.layers.Dense(units, activation="relu") for units in layer_sizes[1:-1]]
-    layers += [keras.layers.Dense(layer_sizes[-1], activation="softmax")]
+    for units in layer_sizes[1:-1]:
+        layers.append(keras.layers.Dense(units, activation=keras_hidden_activation(config.hidden_activation),
+                                         kernel_regularizer=regularizer))
+        if config.dropout:
+            layers.append(keras.layers.Dropout(config.dropout))
+    layers.append(keras.layers.Dense(layer_sizes[-1], activation="softmax", kernel_regularizer=regularizer))
     model = keras.Sequential(layers)
     model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=config.learning_rate),
+        optimizer=keras_optimizer(config),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        jit_compile=config.jit_compile,  # Explicit: "auto" would turn XLA on only where a GPU exists.
+        # Explicit: "auto" would turn XLA on only where a GPU exists. keras_fast always compiles.
+        jit_compile=True if fast else config.jit_compile,
+        steps_per_execution=FAST_STEPS_PER_EXECUTION if fast else 1,
     )
     return model
