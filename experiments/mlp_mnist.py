@@ -41,6 +41,9 @@ VARIANTS = {
 }
 CPU_ONLY_VARIANTS = {"numpy"}
 DATASET = "mnist"
+SPLITS = ("official", "course")
+COURSE_TEST_FRACTION = 0.1  # The course holds out 10 % of all the data as the test set.
+GRADIENT_NORM_SAMPLES = 1024  # Training images used to measure per-layer gradient norms at initialisation.
 HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "swish", "linear")
 # Batch-64 matrix products are too small to share among threads. On the 2-core development machine
 # (busy with other work), a second BLAS thread made the epoch's GEMMs no faster (0.140 vs 0.137 s)
@@ -66,7 +69,8 @@ class Config:
     dropout: float = 0.0  # Inverted dropout after each hidden layer (0 = off); each variant draws its own masks.
     early_stopping_patience: int = 0  # Epochs without a better validation loss before stopping (0 = off).
     train_subset: int = 0  # Train on the first N training images only (0 = all), e.g. to overfit.
-    validation_fraction: float = 0.1  # Share of the training images held out for per-epoch validation.
+    split: str = "official"  # "official": MNIST's 10,000 test images; "course": 10 % of all 70,000 held out.
+    validation_fraction: float = 0.1  # Share of the (non-test) training images held out for validation.
     jit_compile: bool = False  # keras only: XLA off on every device, so CPU and GPU rows compare alike.
 
     def validate(self):
@@ -89,6 +93,8 @@ class Config:
             raise ValueError("early_stopping_patience and train_subset must be >= 0 (0 = off / all)")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be in [0, 1)")
+        if self.split not in SPLITS:
+            raise ValueError(f"unknown split '{self.split}'; valid: {', '.join(SPLITS)}")
         if self.early_stopping_patience and self.validation_fraction == 0:
             raise ValueError("early stopping watches the validation loss: validation_fraction must be > 0")
 
@@ -102,15 +108,23 @@ def run(config: Config, variant: str, run) -> None:
         y_all = dataset.y_train.astype(np.int64)
         x_test = dataset.x_test.reshape(len(dataset.x_test), -1).astype(np.float32) / 255.0
         y_test = dataset.y_test.astype(np.int64)
-        # A seeded split, so both variants see exactly the same training and validation images.
-        order = np.random.default_rng(run.seed).permutation(len(x_all))
+        # Seeded splits, so every variant sees exactly the same training, validation and test images.
+        rng = np.random.default_rng(run.seed)
+        if config.split == "course":
+            # The course's split: pool everything, hold out 10 % as the test set, never seen in training.
+            x_pool, y_pool = np.concatenate([x_all, x_test]), np.concatenate([y_all, y_test])
+            pool_order = rng.permutation(len(x_pool))
+            n_test = int(round(COURSE_TEST_FRACTION * len(x_pool)))
+            x_test, y_test = x_pool[pool_order[:n_test]], y_pool[pool_order[:n_test]]
+            x_all, y_all = x_pool[pool_order[n_test:]], y_pool[pool_order[n_test:]]
+        order = rng.permutation(len(x_all))
         n_validation = int(round(config.validation_fraction * len(x_all)))
         validation, train = order[:n_validation], order[n_validation:]
         if config.train_subset:
             train = train[:config.train_subset]  # Already shuffled: a random subset of the rest.
         x_train, y_train = x_all[train], y_all[train]
         validation_data = (x_all[validation], y_all[validation]) if n_validation else None
-    run.record(n_train=len(x_train), n_validation=n_validation)
+    run.record(n_train=len(x_train), n_validation=n_validation, n_test=len(x_test))
 
     # ---------------------------------------------------------------------------- Build the model
     layer_sizes = (x_train.shape[1], *config.hidden_units, 10)
@@ -122,6 +136,12 @@ def run(config: Config, variant: str, run) -> None:
             model = build_keras_model(layer_sizes, config, fast=variant == "keras_fast")
             model.set_weights([array for pair in zip(numpy_model.weights, numpy_model.biases) for array in pair])
     run.record(parameters=numpy_model.count_params())
+    if variant == "numpy":
+        # The vanishing-gradient picture of the course: ||dJ/dW|| of every layer before any training.
+        sample = slice(0, GRADIENT_NORM_SAMPLES)
+        _, weight_gradients, _ = numpy_model.gradients(x_train[sample], numpy_model.targets_for(y_train[sample]))
+        run.record_metrics(**{f"gradient_norm_layer_{layer}": np.linalg.norm(gradient)
+                              for layer, gradient in enumerate(weight_gradients, start=1)})
     if variant == "keras_fast":
         run.record(jit_compile="true")
 

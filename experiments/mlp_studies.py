@@ -148,7 +148,8 @@ def plot_gradient_descent(frame, results_dir, plots_dir):
 
 
 # ---------------------------------------------------------------------------------- overtraining
-OVERTRAINING_BASE = {"split": "course", "train_subset": "2000", "hidden_units": "256,128", "epochs": "150",
+OVERTRAINING_BASE = {"split": "course", "validation_fraction": "0.2", "train_subset": "2000",
+                     "hidden_units": "256,128", "epochs": "150",
                      "learning_rate": "0.1"}
 
 

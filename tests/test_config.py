@@ -49,7 +49,7 @@ def test_assignments_need_key_equals_value():
     (["run", "no_such_experiment"], "unknown experiment 'no_such_experiment'; valid: mlp_mnist"),
     (["run", "mlp_mnist", "--set", "epochz=1"], "unknown config key 'epochz'"),
     (["run", "mlp_mnist", "--set", "epochs=many"], "bad value for 'epochs'"),
-    (["run", "mlp_mnist", "--variants", "torch"], "unknown variant 'torch' for mlp_mnist; valid: numpy, keras"),
+    (["run", "mlp_mnist", "--variants", "torch"], "unknown variant 'torch' for mlp_mnist; valid: numpy, keras, keras_fast"),
     (["run", "mlp_mnist", "--devices", "tpu"], "unknown device 'tpu'"),
     (["compare", "no_such_experiment"], "unknown experiment"),
 ])

@@ -18,7 +18,7 @@ def test_run_writes_a_complete_row_per_variant_and_compare_reads_them(tmp_path, 
     status = main(["run", "mlp_mnist", "--set", "epochs=2", "--devices", "cpu", "--results-dir", str(tmp_path)])
     assert status == 0
     rows = {row["variant"]: row for row in results.read_rows(tmp_path / "mlp_mnist.csv")}
-    assert set(rows) == {"numpy", "keras"}
+    assert set(rows) == {"numpy", "keras", "keras_fast"}
     for variant, row in rows.items():
         assert row["status"] == "ok" and row["error"] == ""
         assert row["device"] == "cpu" and row["device_name"]
@@ -37,6 +37,7 @@ def test_run_writes_a_complete_row_per_variant_and_compare_reads_them(tmp_path, 
             assert row[column], column
         assert (tmp_path / row["history_file"]).exists()
     assert rows["keras"]["jit_compile"] == "false" and rows["numpy"]["jit_compile"] == "n/a"
+    assert rows["keras_fast"]["jit_compile"] == "true"
 
     assert main(["compare", "mlp_mnist", "--results-dir", str(tmp_path)]) == 0
     table = capsys.readouterr().out
