@@ -40,6 +40,7 @@ class Study:
     description: str
     points: tuple[Point, ...]
     plot: Callable[[pd.DataFrame, Path, Path], list[Path]]  # (rows, results_dir, plots_dir) -> PNGs
+    base: dict = dataclasses.field(default_factory=dict)  # The study's own defaults; --set may change them.
 
 
 class UnknownStudyError(ValueError):
@@ -54,13 +55,14 @@ def get(name: str) -> Study:
 
 def plan(study: Study, user_overrides: dict, variants: list[str] | None, devices: list[str] | None,
          **plan_options) -> list[runner.RunSpec]:
-    """Specs for every point; the user's --set applies to all points, except the key a point studies."""
+    """Specs for every point. Precedence: the study's base settings, then the user's --set (e.g. fewer
+    epochs for every point), then the keys the point itself varies, which always win."""
     group_id = runner.new_id()
     specs = []
     for point in study.points:
         if variants and point.variant not in variants:
             continue
-        overrides = {**user_overrides, **point.overrides}
+        overrides = {**study.base, **user_overrides, **point.overrides}
         specs += runner.plan(study.experiment, [point.variant], devices, overrides, **plan_options,
                              group_id=group_id, study=study.name, study_point=point.label)
     if not specs:

@@ -20,7 +20,9 @@ Studies change one key at a time with ``--set``: hidden_activation, initializer,
 momentum, adam), l2, dropout, early_stopping_patience, train_subset (a reduced training
 set to overfit on). Both variants honour every key identically: same initial weights (drawn once
 with NumPy whatever the initializer), same optimiser equations (Keras' own), same L2 penalty. A run
-whose loss becomes NaN or infinite stops training and ends normally with diverged=1 in its metrics.
+whose loss becomes NaN or infinite stops training and ends normally with diverged=1 in its metrics;
+one whose last training loss is no better than guessing (ln 10, the loss of a uniform prediction)
+ends with failed_to_learn=1: a learning rate so large that the ReLUs died shows up that way.
 """
 
 from __future__ import annotations
@@ -163,7 +165,11 @@ def run(config: Config, variant: str, run) -> None:
             history = model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
                                 validation_data=validation_data, shuffle=True, verbose=2, callbacks=callbacks)
             diverged = not all(math.isfinite(loss) for loss in history.history["loss"])
-    run.record_metrics(diverged=float(diverged))
+    # With ReLU units a too-large step often kills the network instead of overflowing: the loss
+    # sticks at the uniform-guess level ln(10). Record that failure too, apart from NaN/inf.
+    final_loss = run.epochs[-1]["loss"] if run.epochs else math.nan
+    failed_to_learn = diverged or not math.isfinite(final_loss) or final_loss >= math.log(10)
+    run.record_metrics(diverged=float(diverged), failed_to_learn=float(failed_to_learn))
     if variant == "numpy":
         run.record_metrics(blas_threads=NUMPY_BLAS_THREADS)
 

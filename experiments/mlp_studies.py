@@ -98,10 +98,11 @@ def plot_learning_rate(frame, results_dir, plots_dir):
         rows = rows.sort_values("learning_rate")
         accuracy = rows["test_accuracy"].fillna(0.0) * 100
         axes[0].plot(rows["learning_rate"], accuracy, "o-", color=COLORS.get(variant), label=variant)
-        diverged = rows[[bool(_extra(row, "diverged")) for _, row in rows.iterrows()]]
-        if len(diverged):
-            axes[0].plot(diverged["learning_rate"], diverged["test_accuracy"].fillna(0.0) * 100, "x",
-                         color="red", markersize=12, mew=2, label=f"{variant}: diverged (loss NaN/inf)")
+        failed = rows[[bool(_extra(row, "failed_to_learn")) for _, row in rows.iterrows()]]
+        if len(failed):
+            axes[0].plot(failed["learning_rate"], failed["test_accuracy"].fillna(0.0) * 100, "x",
+                         color="red", markersize=12, mew=2,
+                         label=f"{variant}: diverged (loss NaN/inf, or no better than chance)")
     axes[0].set(xscale="log", xlabel="learning rate (log scale)", ylabel="test accuracy (%)",
                 title="Final accuracy vs learning rate")
     variant = "numpy" if (frame["variant"] == "numpy").any() else frame["variant"].iloc[0]
@@ -227,12 +228,12 @@ STUDIES = {
         plot_gradient_descent),
     "mlp_overtraining": Study(
         "mlp_overtraining", EXPERIMENT, "overfitting on 2,000 images and its cures",
-        (Point("no regularisation", "numpy", OVERTRAINING_BASE),
-         Point("no regularisation", "keras", OVERTRAINING_BASE),
-         Point("early stopping (patience 10)", "keras", {**OVERTRAINING_BASE, "early_stopping_patience": "10"}),
-         Point("L2 1e-3", "keras", {**OVERTRAINING_BASE, "l2": "0.001"}),
-         Point("dropout 0.3", "keras", {**OVERTRAINING_BASE, "dropout": "0.3"})),
-        plot_overtraining),
+        (Point("no regularisation", "numpy", {}),
+         Point("no regularisation", "keras", {}),
+         Point("early stopping (patience 10)", "keras", {"early_stopping_patience": "10"}),
+         Point("L2 1e-3", "keras", {"l2": "0.001"}),
+         Point("dropout 0.3", "keras", {"dropout": "0.3"})),
+        plot_overtraining, base=OVERTRAINING_BASE),
     "mlp_activations": Study(
         "mlp_activations", EXPERIMENT, "hidden activations compared; vanishing gradient in a deep sigmoid net",
         tuple(Point(name, "numpy", {"hidden_activation": name}) for name in ACTIVATIONS)

@@ -58,3 +58,17 @@ def test_divergence_ends_the_run_normally_with_empty_metrics(variant):
     assert metrics["diverged"] == 1.0
     assert row.epochs_run < 4
     assert row.test_accuracy is None and row.test_loss is None
+    assert metrics["failed_to_learn"] == 1.0
+
+
+def test_course_split_holds_out_ten_percent_of_all_images_as_test():
+    row, _ = run_once("numpy", epochs=1, split="course", validation_fraction=0.2)
+    # The sample has 2,000 + 500 images: 250 test, then 80/20 of the remaining 2,250.
+    assert (row.n_test, row.n_validation, row.n_train) == (250, 450, 1800)
+
+
+def test_numpy_run_records_gradient_norms_per_layer_at_initialisation():
+    _, metrics = run_once("numpy", epochs=1, hidden_units=(32, 32, 32), hidden_activation="sigmoid")
+    norms = [metrics[f"gradient_norm_layer_{layer}"] for layer in range(1, 5)]
+    assert all(norm > 0 for norm in norms)
+    assert norms[0] < norms[-1]  # Sigmoid derivatives (<= 1/4) shrink the gradient towards the input.

@@ -39,3 +39,10 @@ def test_a_short_study_runs_and_draws_its_plot(tmp_path, name):
     assert status == 0
     plot = tmp_path / "plots" / f"{name}.png"
     assert plot.exists() and plot.stat().st_size > 10_000
+
+
+def test_user_overrides_change_the_study_base_but_keep_the_rest():
+    study = studies.get("mlp_overtraining")
+    specs = studies.plan(study, {"epochs": "5"}, None, ["cpu"], results_dir="unused")
+    assert all(spec.overrides["epochs"] == "5" and spec.overrides["train_subset"] == "2000" for spec in specs)
+    assert [spec.overrides.get("dropout") for spec in specs][-1] == "0.3"
