@@ -16,7 +16,7 @@ ARGS ?=
 RUN_OPTIONS := $(if $(DEVICES),--devices $(DEVICES)) $(if $(VARIANTS),--variants $(VARIANTS)) \
 	$(foreach assignment,$(SET),--set $(assignment)) $(ARGS)
 
-.PHONY: install experiment compare list test bench clean-venv
+.PHONY: install experiment compare study list test bench clean-venv
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ experiment: install
 
 compare: install
 	$(BIN)/dlbench compare $(NAME)
+
+# make study NAME=mlp_learning_rate [SET="epochs=3"]
+study: install
+	$(BIN)/dlbench study $(NAME) $(RUN_OPTIONS)
 
 list: install
 	$(BIN)/dlbench list
