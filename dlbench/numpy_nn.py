@@ -492,8 +492,12 @@ class NumpyMLP:
                 else:
                     for begin in range(0, len(x), batch_size):
                         batch = order[begin:begin + batch_size]
-                        batch_x = np.take(x, batch, axis=0, out=x_buffer[:len(batch)])
-                        batch_targets = np.take(targets, batch, axis=0, out=targets_buffer[:len(batch)])
+                        # mode="clip" only because take(out=...) in the default mode="raise" first
+                        # writes into a temporary copy (to leave out untouched on a bad index);
+                        # the indices here are a permutation, so nothing is ever clipped.
+                        batch_x = np.take(x, batch, axis=0, out=x_buffer[:len(batch)], mode="clip")
+                        batch_targets = np.take(targets, batch, axis=0, out=targets_buffer[:len(batch)],
+                                                mode="clip")
                         pre_activations, activations = self.forward(batch_x, training=True)
                         self.backward(pre_activations, activations, batch_targets, out=gradient_views)
                         update([self.parameters], [gradient])
@@ -631,9 +635,9 @@ class _FastSteps:
                 buffers = self.last
             b = buffers
             if self.pixels is None:
-                self.x.take(order[begin:end], 0, out=b.inputs)
+                self.x.take(order[begin:end], 0, out=b.inputs, mode="clip")  # mode: see fit().
             else:
-                self.pixels.take(order[begin:end], 0, out=b.pixels)
+                self.pixels.take(order[begin:end], 0, out=b.pixels, mode="clip")
                 np.divide(b.pixels, np.float32(255), out=b.inputs)  # = x[batch], bit for bit.
             # Forward. ReLU in place: z then holds A_l, and A_l > 0 exactly where Z_l > 0.
             for a, weight, bias, z in b.hidden_layers:
@@ -651,7 +655,7 @@ class _FastSteps:
             np.divide(p, b.row_sum, out=p)
             # Running loss and accuracy: keep what they need; running_figures() sums them.
             targets = flat_targets[begin:end]
-            b.p_flat.take(targets, out=true_probabilities[begin:end])
+            b.p_flat.take(targets, out=true_probabilities[begin:end], mode="clip")
             p.argmax(1, out=predicted[begin:end])
             # delta_L = (A_L - Y) / B with Y one-hot: subtract 1 at each row's true class.
             b.p_flat[targets] -= 1
