@@ -371,8 +371,8 @@ def test_binary_and_regression_outputs_train():
 
 
 @pytest.mark.parametrize("inputs, optimizer, batch_size", [
-    ("pixels", "sgd", 16),      # Images k / 255: gathered as bytes; 200 = 12 batches of 16 + 8.
-    ("normal", "momentum", 7),  # Any float inputs, gathered as they are.
+    ("pixels", "sgd", 16),      # 200 = 12 batches of 16 + 8.
+    ("normal", "momentum", 7),
     ("normal", "adam", 200),    # Full batch.
 ])
 def test_fast_path_gives_the_general_loops_weights_and_logs_bit_for_bit(inputs, optimizer, batch_size):
@@ -380,7 +380,6 @@ def test_fast_path_gives_the_general_loops_weights_and_logs_bit_for_bit(inputs, 
     x = (rng.integers(0, 256, size=(200, 6)).astype(np.float32) / 255.0 if inputs == "pixels"
          else rng.normal(size=(200, 6)).astype(np.float32))
     y = (x[:, 0] + x[:, 1] > x[:, 2]).astype(np.int64) + (x[:, 3] > x[:, 4])
-    assert (numpy_nn.pixel_bytes(x) is not None) == (inputs == "pixels")
     results = []
     for fast in (True, False):
         model = NumpyMLP((6, 8, 5, 3), seed=2)
