@@ -605,12 +605,11 @@ class _FastSteps:
         matmul, add, maximum, greater, multiply = np.matmul, np.add, np.maximum, np.greater, np.multiply
         zero = self.zero
         n = len(order)
-        buffers = self.full
+        b = self.full  # The arrays, for a full batch.
         for begin in range(0, n, batch_size):
             end = min(begin + batch_size, n)
             if end - begin != batch_size:
-                buffers = self.last
-            b = buffers
+                b = self.last
             self.x.take(order[begin:end], 0, out=b.inputs, mode="clip")  # mode: see fit().
             # Forward. ReLU in place: z then holds A_l, and A_l > 0 exactly where Z_l > 0.
             for a, weight, bias, z in b.hidden_layers:
