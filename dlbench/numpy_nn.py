@@ -17,6 +17,8 @@ variant of an experiment, given the same initial weights, computes the same math
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import time
 from typing import Callable
 
@@ -30,6 +32,14 @@ import numpy as np
 def sigmoid(z):
     # 1 / (1 + e^-z) written through tanh: the same function, but exp() can never overflow.
     return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def relu(z):
+    return np.maximum(z, 0)
+
+
+def relu_derivative(z):
+    return (z > 0).astype(z.dtype)
 
 
 def softmax(z):
@@ -73,7 +83,7 @@ def activation(name: str, max_value: float | None = None, alpha: float | None = 
         return Activation(name, np.tanh, lambda z: 1 - np.tanh(z) ** 2)
     if name == "relu":
         if max_value is None:
-            return Activation(name, lambda z: np.maximum(z, 0), lambda z: (z > 0).astype(z.dtype))
+            return Activation(name, relu, relu_derivative)
         return Activation(name, lambda z: np.clip(z, 0, max_value),
                           lambda z: ((z > 0) & (z < max_value)).astype(z.dtype))
     if name == "leaky_relu":
@@ -231,17 +241,20 @@ class SGD:
         self.iterations = 0
         self.velocities = None
 
-    def apply(self, parameters, gradients):
+    def apply(self, parameters, gradients, overwrite_gradients: bool = False):
+        """One step. ``overwrite_gradients``: the gradients are scratch (fit's own buffer) and are
+        scaled in place, which spares writing a temporary array as large as the parameters."""
         if self.momentum and self.velocities is None:
             self.velocities = [np.zeros_like(p) for p in parameters]
         for index, (parameter, gradient) in enumerate(zip(parameters, gradients)):
+            step = np.multiply(gradient, self.learning_rate, out=gradient if overwrite_gradients else None)
             if self.momentum:
                 velocity = self.velocities[index]
                 velocity *= self.momentum
-                velocity -= self.learning_rate * gradient
+                velocity -= step
                 parameter += velocity
             else:
-                parameter -= self.learning_rate * gradient
+                parameter -= step
         self.iterations += 1
 
 
@@ -324,6 +337,9 @@ class NumpyMLP:
             weight[...] = initial_weights(initializer, n_in, n_out, rng, dtype)  # Biases stay at zero.
         self.dropout_rng = np.random.default_rng([seed, 1])  # Its own stream: masks never shift the init.
         self.diverged = False  # Set by fit() when the loss became NaN or infinite.
+        # fit() runs the common case through _FastSteps (same results, less overhead); False forces
+        # the general loop, e.g. to compare the two.
+        self.fast_path = True
 
     def layer_shapes(self):
         return list(zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
@@ -457,37 +473,53 @@ class NumpyMLP:
         fused_softmax = self.fused_loss is softmax_crossentropy_from_logits
         labels = np.asarray(y) if fused_softmax and np.ndim(y) == 1 else None
         rows = np.arange(len(x_buffer))
+        # The course's common case has a faster loop with the same arithmetic: see _FastSteps.
+        fast = (self.fast_path and labels is not None and self.hidden_activation.function is relu
+                and not self.dropout and not self.l2)
+        # The gradient buffer is fit's own scratch: SGD may scale it in place instead of into a copy.
+        update = (functools.partial(optimizer.apply, overwrite_gradients=True)
+                  if isinstance(optimizer, SGD) else optimizer.apply)
+        if fast:
+            steps = _FastSteps(self, x, labels, batch_size, update, gradient)
         for epoch in range(epochs):
             start = time.perf_counter()
             order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
             loss_sum, correct_sum = 0.0, 0.0
             with np.errstate(over="ignore", invalid="ignore"):  # Divergence is detected, not warned.
-                for begin in range(0, len(x), batch_size):
-                    batch = order[begin:begin + batch_size]
-                    batch_x = np.take(x, batch, axis=0, out=x_buffer[:len(batch)])
-                    batch_targets = np.take(targets, batch, axis=0, out=targets_buffer[:len(batch)])
-                    pre_activations, activations = self.forward(batch_x, training=True)
-                    self.backward(pre_activations, activations, batch_targets, out=gradient_views)
-                    optimizer.apply([self.parameters], [gradient])
-                    # Running figures over the epoch's batches, as Keras' fit() logs them.
-                    if labels is not None:
-                        # Cheaper for softmax + cross-entropy with class labels: -log p(true class),
-                        # clipped like Keras' probability loss (differs from the logits' loss only
-                        # beyond 16 per sample), and argmax hits. NaN logits still give a NaN loss.
-                        batch_labels = labels[batch]
-                        true_class = activations[-1][rows[:len(batch)], batch_labels]
-                        batch_loss = -float(np.log(np.maximum(true_class, EPSILON)).sum()) / len(batch)
-                        correct_sum += np.count_nonzero(activations[-1].argmax(axis=1) == batch_labels)
-                        if self.l2:
-                            batch_loss += self.l2 * float(np.dot(self.parameters, self.parameters) -
-                                                          sum(np.dot(b, b) for b in self.biases))
-                    else:
-                        batch_loss = self.loss(batch_targets, pre_activations, activations)
-                        correct_sum += (self.accuracy(batch_targets, activations[-1]) or 0.0) * len(batch)
-                    loss_sum += batch_loss * len(batch)
-                    if not np.isfinite(batch_loss):
-                        self.diverged = True
-                        break
+                if fast:
+                    loss_sum, correct_sum, begin = steps.epoch(order)
+                    self.diverged = not np.isfinite(loss_sum)
+                else:
+                    for begin in range(0, len(x), batch_size):
+                        batch = order[begin:begin + batch_size]
+                        # mode="clip" only because take(out=...) in the default mode="raise" first
+                        # writes into a temporary copy (to leave out untouched on a bad index);
+                        # the indices here are a permutation, so nothing is ever clipped.
+                        batch_x = np.take(x, batch, axis=0, out=x_buffer[:len(batch)], mode="clip")
+                        batch_targets = np.take(targets, batch, axis=0, out=targets_buffer[:len(batch)],
+                                                mode="clip")
+                        pre_activations, activations = self.forward(batch_x, training=True)
+                        self.backward(pre_activations, activations, batch_targets, out=gradient_views)
+                        update([self.parameters], [gradient])
+                        # Running figures over the epoch's batches, as Keras' fit() logs them.
+                        if labels is not None:
+                            # Cheaper for softmax + cross-entropy with class labels: -log p(true class),
+                            # clipped like Keras' probability loss (differs from the logits' loss only
+                            # beyond 16 per sample), and argmax hits. NaN logits still give a NaN loss.
+                            batch_labels = labels[batch]
+                            true_class = activations[-1][rows[:len(batch)], batch_labels]
+                            batch_loss = -float(np.log(np.maximum(true_class, EPSILON)).sum()) / len(batch)
+                            correct_sum += np.count_nonzero(activations[-1].argmax(axis=1) == batch_labels)
+                            if self.l2:
+                                batch_loss += self.l2 * float(np.dot(self.parameters, self.parameters) -
+                                                              sum(np.dot(b, b) for b in self.biases))
+                        else:
+                            batch_loss = self.loss(batch_targets, pre_activations, activations)
+                            correct_sum += (self.accuracy(batch_targets, activations[-1]) or 0.0) * len(batch)
+                        loss_sum += batch_loss * len(batch)
+                        if not np.isfinite(batch_loss):
+                            self.diverged = True
+                            break
             seen = min(begin + batch_size, len(x))
             logs = {"loss": loss_sum / seen}
             if self.output_activation.name in ("softmax", "sigmoid"):
@@ -530,3 +562,146 @@ class NumpyMLP:
             loss = self.loss(targets, [np.concatenate(pre_activations)], [output])
         accuracy = self.accuracy(targets, output)
         return (loss,) if accuracy is None else (loss, accuracy)
+
+
+# ==================================================================================================
+# The fast training loop of the common case
+# ==================================================================================================
+
+
+class _FastSteps:
+    """NumpyMLP.fit's epoch for ReLU hidden layers, softmax + cross-entropy on class labels, no
+    dropout or L2 (the course's reference network), with the same arithmetic as the general loop
+    and therefore bit-identical weights and logs (tests/test_numpy_nn.py checks it).
+
+    A batch-64 step of the reference network does only ~160 microseconds of matrix products, so each
+    of the general loop's ~60 small NumPy calls and temporary arrays (1-3 microseconds each) shows.
+    Here every array is allocated once and operations run in place with ``out=``; reductions call
+    the ufunc's reduce() directly (np.sum adds a Python wrapper around it); the running loss's
+    logarithms are taken once per epoch."""
+
+    def __init__(self, model, x, labels, batch_size, update, gradient):
+        self.labels, self.batch_size = labels, batch_size
+        self.update = update
+        self.zero = model.dtype(0)
+        self.parameters, self.gradient = model.parameters, gradient
+        self.x = x
+        n = len(x)
+        # Per epoch: each sample's true-class probability and predicted class, filled batch by batch.
+        self.true_probabilities = np.empty(n, model.dtype)
+        self.predicted = np.empty(n, np.intp)
+        # Flat index of (row in its batch, class) in the batch's output array, for one-hot work.
+        self.row_offsets = (np.arange(n) % batch_size) * model.layer_sizes[-1]
+        rows = min(batch_size, n)
+        self.full = _FastBuffers(model, gradient, rows)
+        self.last = _FastBuffers(model, gradient, n % batch_size, like=self.full) if n % batch_size else None
+
+    def epoch(self, order):
+        """One epoch over ``order``; returns (loss sum, correct count, start of the last batch run)
+        as the general loop's running figures, and stops after a batch whose loss is NaN."""
+        batch_size, update, parameters, gradient = self.batch_size, self.update, [self.parameters], [self.gradient]
+        true_probabilities, predicted = self.true_probabilities, self.predicted
+        flat_targets = self.labels[order] + self.row_offsets
+        matmul, add, maximum, greater, multiply = np.matmul, np.add, np.maximum, np.greater, np.multiply
+        zero = self.zero
+        n = len(order)
+        b = self.full  # The arrays, for a full batch.
+        for begin in range(0, n, batch_size):
+            end = min(begin + batch_size, n)
+            if end - begin != batch_size:
+                b = self.last
+            self.x.take(order[begin:end], 0, out=b.inputs, mode="clip")  # mode: see fit().
+            # Forward. ReLU in place: z then holds A_l, and A_l > 0 exactly where Z_l > 0.
+            for a, weight, bias, z in b.hidden_layers:
+                matmul(a, weight, out=z)
+                z += bias
+                maximum(z, zero, out=z)
+            a, weight, bias, p = b.output_layer
+            matmul(a, weight, out=p)
+            p += bias
+            # softmax(), operation for operation, in place. The row maximum is read at the row's
+            # argmax: a fast call and a gather instead of a slow reduction along 10-element rows.
+            p.argmax(1, out=b.row_argmax)
+            add(b.row_argmax, b.row_starts, out=b.row_argmax)
+            b.p_flat.take(b.row_argmax, out=b.row_max_flat, mode="clip")
+            np.subtract(p, b.row_max, out=p)
+            np.exp(p, out=p)
+            add.reduce(p, 1, None, b.row_sum, True)
+            np.divide(p, b.row_sum, out=p)
+            # Running loss and accuracy: keep what they need; running_figures() sums them.
+            targets = flat_targets[begin:end]
+            b.p_flat.take(targets, out=true_probabilities[begin:end], mode="clip")
+            p.argmax(1, out=predicted[begin:end])
+            # delta_L = (A_L - Y) / B with Y one-hot: subtract 1 at each row's true class.
+            b.p_flat[targets] -= 1
+            p /= end - begin
+            # Backward, as NumpyMLP.backward, with ReLU's derivative as the mask A > 0.
+            delta = p
+            for a, a_transposed, weight_transposed, weight_gradient, bias_gradient, upstream, mask in b.backward_layers:
+                matmul(a_transposed, delta, out=weight_gradient)
+                add.reduce(delta, 0, None, bias_gradient)
+                if upstream is None:
+                    break
+                matmul(delta, weight_transposed, out=upstream)
+                greater(a, 0, out=mask)
+                multiply(upstream, mask, out=upstream)
+                delta = upstream
+            # A NaN anywhere in a softmax row makes the whole row NaN (and the row's loss NaN), and
+            # every output bias gradient sums a column over all rows: one scalar tells divergence.
+            nan_loss = math.isnan(b.output_bias_gradient[0])
+            update(parameters, gradient)
+            if nan_loss:
+                break
+        return (*self.running_figures(order[:end]), begin)
+
+    def running_figures(self, samples):
+        """(loss sum, correct count) over the batches run, summed exactly as the general loop does:
+        per batch -sum(log(max(p_true, EPSILON))) in float32 (the same pairwise sums over rows of
+        batch_size), then added in float64."""
+        seen, batch_size = len(samples), self.batch_size
+        logs = np.log(np.maximum(self.true_probabilities[:seen], EPSILON))
+        full = seen // batch_size
+        sums = logs[:full * batch_size].reshape(full, batch_size).sum(axis=1).tolist()
+        sizes = [batch_size] * full
+        if seen % batch_size:
+            sums.append(float(logs[full * batch_size:].sum()))
+            sizes.append(seen % batch_size)
+        loss_sum = 0.0
+        for log_sum, size in zip(sums, sizes):
+            loss_sum += -log_sum / size * size
+        return loss_sum, np.count_nonzero(self.predicted[:seen] == self.labels[samples])
+
+
+class _FastBuffers:
+    """_FastSteps' arrays for batches of ``rows`` rows, grouped per layer in the order the loop
+    uses them. ``like``: share the memory of a larger set (the short last batch uses its first rows)."""
+
+    def __init__(self, model, gradient, rows, like=None):
+        def array(name, columns, dtype=model.dtype, index=None):
+            if like is None:
+                return np.empty((rows, columns), dtype)
+            source = getattr(like, name) if index is None else getattr(like, name)[index]
+            return source[:rows]
+
+        sizes, layers = model.layer_sizes, len(model.weights)
+        self.inputs = array("inputs", sizes[0])
+        self.outputs = [array("outputs", size, index=l) for l, size in enumerate(sizes[1:])]  # Z, then A
+        self.masks = [array("masks", size, bool, index=l) for l, size in enumerate(sizes[1:-1])]
+        self.upstreams = [array("upstreams", size, index=l) for l, size in enumerate(sizes[1:-1])]
+        self.row_max, self.row_sum = array("row_max", 1), array("row_sum", 1)
+        self.row_max_flat = self.row_max.reshape(-1)
+        self.row_argmax = np.empty(rows, np.intp) if like is None else like.row_argmax[:rows]
+        self.row_starts = np.arange(rows) * sizes[-1]  # Flat index of each row's first class.
+        self.p_flat = self.outputs[-1].reshape(-1)  # Contiguous: a view.
+        activations = [self.inputs, *self.outputs]  # A_0 = X, A_1, ...
+        weight_gradients, bias_gradients = model.split(gradient)
+        # (A_{l-1}, W_l, b_l, Z_l) for the forward pass, weights as views that follow every update.
+        layer_arrays = list(zip(activations[:-1], model.weights, model.biases, self.outputs))
+        self.hidden_layers, self.output_layer = layer_arrays[:-1], layer_arrays[-1]
+        # (A_{l-1}, A_{l-1}^T, W_l^T, dJ/dW_l, dJ/db_l, upstream, mask) from the last layer back;
+        # the first layer has no upstream to compute.
+        self.backward_layers = [
+            (activations[l], activations[l].T, model.weights[l].T, weight_gradients[l], bias_gradients[l],
+             self.upstreams[l - 1] if l else None, self.masks[l - 1] if l else None)
+            for l in reversed(range(layers))]
+        self.output_bias_gradient = bias_gradients[-1]

@@ -368,3 +368,37 @@ def test_binary_and_regression_outputs_train():
     history = regression.fit(x, x[:, 0] - x[:, 1], epochs=20, batch_size=16, learning_rate=0.05)
     assert "accuracy" not in history[-1] and history[-1]["loss"] < 0.1
     assert len(regression.evaluate(x, x[:, 0] - x[:, 1])) == 1
+
+
+@pytest.mark.parametrize("inputs, optimizer, batch_size", [
+    ("pixels", "sgd", 16),      # 200 = 12 batches of 16 + 8.
+    ("normal", "momentum", 7),
+    ("normal", "adam", 200),    # Full batch.
+])
+def test_fast_path_gives_the_general_loops_weights_and_logs_bit_for_bit(inputs, optimizer, batch_size):
+    rng = np.random.default_rng(5)
+    x = (rng.integers(0, 256, size=(200, 6)).astype(np.float32) / 255.0 if inputs == "pixels"
+         else rng.normal(size=(200, 6)).astype(np.float32))
+    y = (x[:, 0] + x[:, 1] > x[:, 2]).astype(np.int64) + (x[:, 3] > x[:, 4])
+    results = []
+    for fast in (True, False):
+        model = NumpyMLP((6, 8, 5, 3), seed=2)
+        model.fast_path = fast
+        history = model.fit(x, y, epochs=3, batch_size=batch_size, learning_rate=0.05, optimizer=optimizer,
+                            validation_data=(x[:50], y[:50]), seed=4)
+        results.append((model.parameters, history))
+    (fast_parameters, fast_history), (parameters, history) = results
+    np.testing.assert_array_equal(fast_parameters.view(np.uint32), parameters.view(np.uint32))
+    assert fast_history == history
+
+
+def test_fast_path_stops_at_the_same_diverging_batch():
+    x, y = small_problem()
+    results = []
+    for fast in (True, False):
+        model = NumpyMLP((6, 32, 3))
+        model.fast_path = fast
+        optimizer = numpy_nn.SGD(50.0)
+        history = model.fit(x * 1e3, y, epochs=20, batch_size=8, optimizer=optimizer)
+        results.append((model.diverged, len(history), history[-1]["accuracy"], optimizer.iterations))
+    assert results[0] == results[1] and results[0][0]
