@@ -6,6 +6,7 @@ import importlib
 
 EXPERIMENTS = {
     "mlp_mnist": "experiments.mlp_mnist",
+    "cnn_cifar": "experiments.cnn_cifar",
 }
 
 
