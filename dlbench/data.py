@@ -213,8 +213,9 @@ def _cifar10_from_sample(path: Path) -> Dataset:
 
 
 def _cifar10_from_keras(allow_download: bool) -> tuple[Dataset | None, str]:
-    # keras.datasets.cifar10 keeps the extracted python batches in this folder.
-    cached = keras_cache_dir() / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+    # keras.datasets.cifar10 keeps the downloaded archive here (checked against its sha256 on every
+    # load, re-downloaded on mismatch) and extracts it next to it, into cifar-10-batches-py-target/.
+    cached = keras_cache_dir() / "cifar-10-batches-py-target_archive"
     if not cached.exists() and not allow_download:
         return None, f"Keras cache {cached}: absent; download disabled"
     origin = f"keras cache: {cached}" if cached.exists() else "keras download"
