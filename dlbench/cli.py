@@ -62,6 +62,17 @@ def command_compare(arguments) -> int:
     return 0
 
 
+def command_plot(arguments) -> int:
+    from dlbench import plots
+
+    if arguments.experiment not in registry.EXPERIMENTS:
+        raise registry.UnknownExperimentError(
+            f"unknown experiment '{arguments.experiment}'; valid: {', '.join(registry.EXPERIMENTS)}")
+    for path in plots.plot_experiment(arguments.results_dir, arguments.experiment):
+        print(f"written {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dlbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -87,10 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="table: variant x device -> accuracy, time, kWh, CO2")
     compare.add_argument("experiment")
     compare.add_argument("--results-dir", default=default_results_dir())
+
+    plot = commands.add_parser("plot", help="PNG plots in RESULTS_DIR/plots: per-epoch curves, accuracy/time/CO2 bars")
+    plot.add_argument("experiment")
+    plot.add_argument("--results-dir", default=default_results_dir())
     return parser
 
 
-COMMANDS = {"list": command_list, "run": command_run, "compare": command_compare}
+COMMANDS = {"list": command_list, "run": command_run, "compare": command_compare, "plot": command_plot}
 
 
 def main(argv=None) -> int:
