@@ -269,16 +269,20 @@ def check_parameter_count(model: keras.Model, variant: str) -> None:
                          f"{PARAMETER_COUNTS[variant]:,}")
 
 
-def make_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+def make_learning_rate(config: Config, steps_per_epoch: int):
+    """A constant, or a schedule over the optimizer's step count (one step per batch)."""
     total_steps = config.epochs * steps_per_epoch
     if config.lr_schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
-    elif config.lr_schedule == "step":
-        learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
+    if config.lr_schedule == "step":
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
             boundaries=[total_steps // 2, (3 * total_steps) // 4],
             values=[config.learning_rate, config.learning_rate / 10, config.learning_rate / 100])
-    else:
-        learning_rate = config.learning_rate
+    return config.learning_rate
+
+
+def make_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    learning_rate = make_learning_rate(config, steps_per_epoch)
     # global_clipnorm rescales the whole gradient when its norm exceeds the limit (the textbook
     # "clipping by norm"); Keras' clipnorm would clip each weight tensor separately.
     clip = {"global_clipnorm": config.gradient_clip_norm} if config.gradient_clip_norm else {}
