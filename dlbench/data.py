@@ -180,17 +180,22 @@ def _load_or_decode_cifar10(path: Path) -> tuple[dict[str, np.ndarray], str]:
     if cached.exists():
         try:
             with np.load(cached) as data:
-                return {key: data[key] for key in ("x_train", "y_train", "x_test", "y_test")}, f"decoded cache {cached}"
+                arrays = {key: data[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+            return arrays, f"decoded cache {cached}"
         except Exception as error:  # A truncated or foreign file: decode again and overwrite it.
             warnings.warn(f"ignoring unreadable decoded cache {cached}: {error}", stacklevel=2)
     arrays = _decode_cifar10_jpeg_npz(path)
+    temporary = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npz")
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npz")
         np.savez(temporary, **arrays)  # Uncompressed on purpose: loading must be fast.
         os.replace(temporary, cached)  # Atomic: a concurrent run never reads a half-written cache.
         note = f"decoded with Pillow, cached in {cached}"
     except OSError as error:
+        try:
+            temporary.unlink(missing_ok=True)  # Do not leave a partial file behind (e.g. disk full).
+        except OSError:
+            pass
         warnings.warn(f"could not write the decoded CIFAR-10 cache {cached} ({error}); "
                       f"set DLBENCH_CACHE_DIR to a writable directory to skip decoding next time", stacklevel=2)
         note = "decoded with Pillow, not cached"

@@ -39,7 +39,8 @@ def latest_runs(results_dir, experiment: str) -> pd.DataFrame:
     frame = frame.sort_values(["_full", "_order"])  # The last row of each group is the one to show.
     chosen = frame.groupby(["variant", "device"], sort=False).tail(1)
     # Keep the experiment's own variant order (order of first appearance in the CSV).
-    variant_order = {variant: index for index, variant in enumerate(dict.fromkeys(frame.sort_values("_order")["variant"]))}
+    first_seen = dict.fromkeys(frame.sort_values("_order")["variant"])
+    variant_order = {variant: index for index, variant in enumerate(first_seen)}
     chosen = chosen.assign(_variant_order=chosen["variant"].map(variant_order))
     return chosen.sort_values(["_variant_order", "device"]).drop(columns=["_full", "_order", "_variant_order"])
 
@@ -61,7 +62,8 @@ def plot_training_curves(results_dir, experiment: str) -> list[Path]:
             continue
         history = pd.read_csv(results_dir / row["history_file"])
         figure, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
-        for axis, metric, label in ((accuracy_axis, "accuracy", "accuracy (%)"), (loss_axis, "loss", "cross-entropy loss")):
+        panels = ((accuracy_axis, "accuracy", "accuracy (%)"), (loss_axis, "loss", "cross-entropy loss"))
+        for axis, metric, label in panels:
             scale = 100.0 if metric == "accuracy" else 1.0
             if metric in history:
                 axis.plot(history["epoch"], scale * history[metric], "o-", label="train")
@@ -80,7 +82,8 @@ def plot_training_curves(results_dir, experiment: str) -> list[Path]:
         loss_axis.set_title("loss per epoch")
         parameters = f"{int(row['parameters']):,} parameters, " if pd.notna(row["parameters"]) else ""
         figure.suptitle(f"{experiment} / {row['variant']} on {row['device']} ({row['device_name']}): "
-                        f"{parameters}n_train={row['n_train']:.0f}, {row['dataset_source']} data, run {row['run_id']}",
+                        f"{parameters}n_train={row['n_train']:.0f}, {row['dataset_source']} data, "
+                        f"run {row['run_id']}",
                         fontsize=10)
         figure.tight_layout()
         path = out_dir / f"{experiment}_curves_{row['variant']}_{row['device']}.png"

@@ -54,6 +54,17 @@ def test_data_dir_file_is_decoded_cached_and_reused(jpeg_data_dir, tmp_path, mon
     np.testing.assert_array_equal(second.y_test, first.y_test)
 
 
+def test_unreadable_cache_is_decoded_again_and_replaced(jpeg_data_dir):
+    cached = data.decoded_cache_path(jpeg_data_dir / data.CIFAR10_FILE)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not an npz file")
+    options = data.DataOptions(data_dir=str(jpeg_data_dir), allow_download=False)
+    with pytest.warns(UserWarning, match="ignoring unreadable decoded cache"):
+        dataset = data.load("cifar10", options)
+    assert dataset.x_train.shape == (1000, 32, 32, 3)
+    assert "decoded cache" in data.load("cifar10", options).origin  # Replaced by a good one.
+
+
 def test_changed_source_file_misses_the_cache(jpeg_data_dir):
     path = jpeg_data_dir / data.CIFAR10_FILE
     before = data.decoded_cache_path(path)
