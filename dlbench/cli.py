@@ -83,12 +83,19 @@ def command_study(arguments) -> int:
 def command_compare(arguments) -> int:
     from dlbench import report
 
-    if arguments.experiment not in registry.EXPERIMENTS:
-        raise registry.UnknownExperimentError(
-            f"unknown experiment '{arguments.experiment}'; valid: {', '.join(registry.EXPERIMENTS)}")
+    registry.check(arguments.experiment)  # Without importing the experiment (and TensorFlow).
     table, path = report.write_comparison(arguments.results_dir, arguments.experiment)
     print(report.format_table(table))
     print(f"\nwritten to {path}")
+    return 0
+
+
+def command_plot(arguments) -> int:
+    from dlbench import plots
+
+    registry.check(arguments.experiment)  # Without importing the experiment (and TensorFlow).
+    for path in plots.plot_experiment(arguments.results_dir, arguments.experiment):
+        print(f"written {path}")
     return 0
 
 
@@ -126,10 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="table: variant x device -> accuracy, time, kWh, CO2")
     compare.add_argument("experiment")
     compare.add_argument("--results-dir", default=default_results_dir())
+
+    plot = commands.add_parser("plot", help="PNG plots in RESULTS_DIR/plots: per-epoch curves, accuracy/time/CO2 bars")
+    plot.add_argument("experiment")
+    plot.add_argument("--results-dir", default=default_results_dir())
     return parser
 
 
-COMMANDS = {"list": command_list, "run": command_run, "study": command_study, "compare": command_compare}
+COMMANDS = {"list": command_list, "run": command_run, "study": command_study, "compare": command_compare,
+            "plot": command_plot}
 
 
 def main(argv=None) -> int:

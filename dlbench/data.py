@@ -9,6 +9,9 @@ Resolution order for every dataset, first hit wins:
 4. the small real sample shipped inside the package, with a loud warning. With ``strict=True``
    (``--strict-data``) this last step is an error that says how to provide the full data instead.
 
+CIFAR-10's offline copy stores JPEG bytes; they are decoded once with Pillow and the decoded arrays
+are cached under ``$DLBENCH_CACHE_DIR`` (default ``~/.cache/dlbench``), never in the data directory.
+
 A ``Dataset`` records ``source`` ("full" or "sample") and ``origin`` (where it came from); the runner
 copies both into the result row.
 """
@@ -16,8 +19,10 @@ copies both into the result row.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import sys
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -110,6 +115,135 @@ def load_mnist(options: DataOptions) -> Dataset:
 
 
 # --------------------------------------------------------------------------------------------------
+# CIFAR-10
+# --------------------------------------------------------------------------------------------------
+
+CIFAR10_FILE = "cifar10_jpeg_q75.npz"
+CIFAR10_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_JPEG_NOTE = "lossy JPEG quality-75 copy of CIFAR-10, not the original pixels"
+
+
+def cache_dir() -> Path:
+    """Where dlbench keeps derived files (decoded images): $DLBENCH_CACHE_DIR, default ~/.cache/dlbench."""
+    return Path(os.environ.get("DLBENCH_CACHE_DIR") or Path.home() / ".cache" / "dlbench").expanduser()
+
+
+def normalize_labels(labels, name: str = "labels") -> np.ndarray:
+    """Class labels as a flat (N,) int64 array; Keras gives CIFAR-10 labels as (N, 1)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ValueError(f"{name} must have shape (N,) or (N, 1), got {labels.shape}")
+    return labels.astype(np.int64)
+
+
+def decode_jpeg_images(jpeg_bytes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Decode concatenated JPEG files (image i is jpeg_bytes[offsets[i]:offsets[i+1]]) to (N, H, W, 3) uint8.
+
+    Pillow is the decoder the shared copy was checked with (its README gives the sha256 of the
+    arrays Pillow produces); other decoders may differ by +-1 on some pixels."""
+    from PIL import Image
+
+    if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(jpeg_bytes):
+        raise ValueError("JPEG offsets must start at 0 and end at the number of bytes")
+    images = []
+    for start, end in zip(offsets[:-1], offsets[1:]):
+        with Image.open(io.BytesIO(jpeg_bytes[start:end].tobytes())) as image:
+            images.append(np.asarray(image.convert("RGB")))
+    return np.stack(images) if images else np.zeros((0, 32, 32, 3), np.uint8)
+
+
+def _decode_cifar10_jpeg_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {
+            "x_train": decode_jpeg_images(data["train_jpeg_bytes"], data["train_jpeg_offsets"]),
+            "y_train": normalize_labels(data["y_train"], "y_train"),
+            "x_test": decode_jpeg_images(data["test_jpeg_bytes"], data["test_jpeg_offsets"]),
+            "y_test": normalize_labels(data["y_test"], "y_test"),
+        }
+
+
+def decoded_cache_path(path: Path) -> Path:
+    """The decoded copy of ``path`` is named after its size and modification time: a changed file misses."""
+    status = path.stat()
+    return cache_dir() / f"{path.stem}-decoded-{status.st_size}-{status.st_mtime_ns}.npz"
+
+
+def _load_or_decode_cifar10(path: Path) -> tuple[dict[str, np.ndarray], str]:
+    """Decode the JPEG copy once, then reuse the decoded arrays (about 180 MB) from the cache directory.
+
+    Decoding 60,000 JPEGs takes tens of seconds on one core; loading the uncompressed cache takes
+    under a second. The data directory itself is never written (it may be read-only); if the cache
+    cannot be written either, the run goes on with a warning."""
+    cached = decoded_cache_path(path)
+    if cached.exists():
+        try:
+            with np.load(cached) as data:
+                arrays = {key: data[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+            return arrays, f"decoded cache {cached}"
+        except Exception as error:  # A truncated or foreign file: decode again and overwrite it.
+            warnings.warn(f"ignoring unreadable decoded cache {cached}: {error}", stacklevel=2)
+    arrays = _decode_cifar10_jpeg_npz(path)
+    temporary = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npz")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(temporary, **arrays)  # Uncompressed on purpose: loading must be fast.
+        os.replace(temporary, cached)  # Atomic: a concurrent run never reads a half-written cache.
+        note = f"decoded with Pillow, cached in {cached}"
+    except OSError as error:
+        try:
+            temporary.unlink(missing_ok=True)  # Do not leave a partial file behind (e.g. disk full).
+        except OSError:
+            pass
+        warnings.warn(f"could not write the decoded CIFAR-10 cache {cached} ({error}); "
+                      f"set DLBENCH_CACHE_DIR to a writable directory to skip decoding next time", stacklevel=2)
+        note = "decoded with Pillow, not cached"
+    return arrays, note
+
+
+def _cifar10_from_jpeg_npz(path: Path) -> Dataset:
+    arrays, note = _load_or_decode_cifar10(path)
+    return Dataset("cifar10", arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                   SOURCE_FULL, f"data dir: {path} ({CIFAR10_JPEG_NOTE}; {note})", CIFAR10_CLASS_NAMES)
+
+
+def _cifar10_from_sample(path: Path) -> Dataset:
+    # The sample has the same JPEG-bytes layout as the shared copy; at about 1,200 images it
+    # decodes in a fraction of a second, so it is not cached.
+    arrays = _decode_cifar10_jpeg_npz(path)
+    return Dataset("cifar10", arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                   SOURCE_SAMPLE, f"dlbench sample: {path.name} (stratified subset of the {CIFAR10_JPEG_NOTE})",
+                   CIFAR10_CLASS_NAMES)
+
+
+def _cifar10_from_keras(allow_download: bool) -> tuple[Dataset | None, str]:
+    # keras.datasets.cifar10 keeps the downloaded archive here (checked against its sha256 on every
+    # load, re-downloaded on mismatch) and extracts it next to it, into cifar-10-batches-py-target/.
+    cached = keras_cache_dir() / "cifar-10-batches-py-target_archive"
+    if not cached.exists() and not allow_download:
+        return None, f"Keras cache {cached}: absent; download disabled"
+    origin = f"keras cache: {cached}" if cached.exists() else "keras download"
+    try:
+        import keras
+
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as error:  # Offline, proxy, corrupted cache: all mean "not available here".
+        return None, f"Keras cache {cached} / download: {type(error).__name__}: {error}"
+    return Dataset("cifar10", x_train, normalize_labels(y_train), x_test, normalize_labels(y_test), SOURCE_FULL,
+                   f"{origin} (original lossless CIFAR-10 python batches)", CIFAR10_CLASS_NAMES), ""
+
+
+def load_cifar10(options: DataOptions) -> Dataset:
+    return _resolve(
+        "cifar10", CIFAR10_FILE, options,
+        from_file=_cifar10_from_jpeg_npz,
+        from_keras=_cifar10_from_keras,
+        from_sample=_cifar10_from_sample,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
 # Resolution shared by every dataset
 # --------------------------------------------------------------------------------------------------
 
@@ -151,6 +285,7 @@ def _resolve(name, file_name, options: DataOptions, from_file, from_keras, from_
 
 LOADERS = {
     "mnist": load_mnist,
+    "cifar10": load_cifar10,
 }
 
 

@@ -6,6 +6,7 @@ import importlib
 
 EXPERIMENTS = {
     "mlp_mnist": "experiments.mlp_mnist",
+    "cnn_cifar": "experiments.cnn_cifar",
 }
 
 
@@ -13,10 +14,15 @@ class UnknownExperimentError(ValueError):
     pass
 
 
-def get(name: str):
-    """Import and return an experiment module, or raise with the list of valid names."""
+def check(name: str) -> None:
+    """Raise with the list of valid names unless ``name`` is a known experiment."""
     if name not in EXPERIMENTS:
         raise UnknownExperimentError(f"unknown experiment '{name}'; valid: {', '.join(EXPERIMENTS)}")
+
+
+def get(name: str):
+    """Import and return an experiment module, or raise with the list of valid names."""
+    check(name)
     return importlib.import_module(EXPERIMENTS[name])
 
 

@@ -1,0 +1,153 @@
+"""Plots read from the results CSV and the per-epoch history files, never from live objects.
+
+``dlbench plot NAME`` writes into ``<results dir>/plots/``:
+
+- ``NAME_curves_<variant>_<device>.png``: train and validation accuracy and loss per epoch, with the
+  final test accuracy and loss as a marker at the last epoch;
+- ``NAME_summary.png``: test accuracy, run time, time per steady epoch and CO2 per variant, with CPU
+  and GPU bars side by side when both ran.
+
+Each (variant, device) is shown by its latest successful run. Rows on the full data win over rows on
+the shipped sample, so a quick sample check never hides a full run; a plot made from sample rows
+says so in its title.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # Files only: no display needed (servers, CI, SSH sessions).
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from dlbench import report, results  # noqa: E402
+
+DEVICE_COLOURS = {"cpu": "tab:blue", "gpu": "tab:orange"}
+
+
+def latest_runs(results_dir, experiment: str) -> pd.DataFrame:
+    """The latest successful row per (variant, device), full-data rows preferred over sample rows."""
+    frame = report.load_results(results_dir, experiment)
+    frame = frame[frame["status"] == results.STATUS_OK]
+    if frame.empty:
+        raise ValueError(f"no successful runs for '{experiment}' in {results.results_path(results_dir, experiment)}")
+    frame = frame.assign(_full=(frame["dataset_source"] == "full"), _order=range(len(frame)))
+    frame = frame.sort_values(["_full", "_order"])  # The last row of each group is the one to show.
+    chosen = frame.groupby(["variant", "device"], sort=False).tail(1)
+    # Keep the experiment's own variant order (order of first appearance in the CSV).
+    first_seen = dict.fromkeys(frame.sort_values("_order")["variant"])
+    variant_order = {variant: index for index, variant in enumerate(first_seen)}
+    chosen = chosen.assign(_variant_order=chosen["variant"].map(variant_order))
+    return chosen.sort_values(["_variant_order", "device"]).drop(columns=["_full", "_order", "_variant_order"])
+
+
+def _data_note(rows: pd.DataFrame) -> str:
+    sources = set(rows["dataset_source"])
+    return "shipped SAMPLE data, not the full dataset" if sources == {"sample"} else (
+        "full data" if sources == {"full"} else "mixed full and SAMPLE data")
+
+
+def plot_training_curves(results_dir, experiment: str) -> list[Path]:
+    """One figure per (variant, device): accuracy and loss per epoch, train vs validation."""
+    results_dir = Path(results_dir)
+    out_dir = results_dir / "plots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for _, row in latest_runs(results_dir, experiment).iterrows():
+        if not row["history_file"] or not (results_dir / row["history_file"]).exists():
+            continue
+        history = pd.read_csv(results_dir / row["history_file"])
+        figure, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
+        panels = ((accuracy_axis, "accuracy", "accuracy (%)"), (loss_axis, "loss", "cross-entropy loss"))
+        for axis, metric, label in panels:
+            scale = 100.0 if metric == "accuracy" else 1.0
+            if metric in history:
+                axis.plot(history["epoch"], scale * history[metric], "o-", label="train")
+            if f"val_{metric}" in history:
+                axis.plot(history["epoch"], scale * history[f"val_{metric}"], "s--", label="validation")
+            test_value = row[f"test_{metric}"]
+            if pd.notna(test_value):
+                axis.plot([history["epoch"].iloc[-1]], [scale * test_value], "k*", markersize=12,
+                          label=f"test (end): {scale * test_value:.{1 if scale == 100 else 3}f}")
+            axis.set_xlabel("epoch")
+            axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            axis.set_ylabel(label)
+            axis.grid(alpha=0.3)
+            axis.legend()
+        accuracy_axis.set_title("accuracy per epoch")
+        loss_axis.set_title("loss per epoch")
+        parameters = f"{int(row['parameters']):,} parameters, " if pd.notna(row["parameters"]) else ""
+        figure.suptitle(f"{experiment} / {row['variant']} on {row['device']} ({row['device_name']}): "
+                        f"{parameters}n_train={row['n_train']:.0f}, {row['dataset_source']} data, "
+                        f"run {row['run_id']}",
+                        fontsize=10)
+        figure.tight_layout()
+        path = out_dir / f"{experiment}_curves_{row['variant']}_{row['device']}.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def plot_summary(results_dir, experiment: str) -> Path:
+    """Bars per variant: test accuracy, whole-run time, steady epoch time, CO2; CPU and GPU side by side."""
+    results_dir = Path(results_dir)
+    rows = latest_runs(results_dir, experiment)
+    rows = rows.assign(test_accuracy_percent=100.0 * rows["test_accuracy"], co2_g=1000.0 * rows["co2_kg"])
+    variants = list(dict.fromkeys(rows["variant"]))
+    devices = [device for device in ("cpu", "gpu") if device in set(rows["device"])]
+    # The tick says how much training each bar stands for: a 2-epoch probe is not a full run.
+    tick_labels = []
+    for variant in variants:
+        first = rows[rows["variant"] == variant].iloc[0]
+        tick_labels.append(f"{variant}\n{first['epochs_run']:.0f} ep, {first['n_train']:,.0f} img")
+    panels = [
+        ("test_accuracy_percent", "test accuracy (%)", "{:.1f}"),
+        ("time_total_s", "whole run: data, build, train, test (s)", "{:.0f}"),
+        ("time_steady_epoch_s", "one epoch after the first (s)", "{:.2f}"),
+        ("co2_g", "emissions, whole run (g CO2eq)", "{:.2g}"),
+    ]
+    figure, axes = plt.subplots(2, 2, figsize=(13, 9))
+    positions = np.arange(len(variants))
+    width = 0.8 / len(devices)
+    for axis, (column, label, number_format) in zip(axes.flat, panels):
+        for index, device in enumerate(devices):
+            values = [rows[(rows["variant"] == v) & (rows["device"] == device)][column] for v in variants]
+            values = [float(v.iloc[0]) if len(v) and pd.notna(v.iloc[0]) else np.nan for v in values]
+            offsets = positions + (index - (len(devices) - 1) / 2) * width
+            bars = axis.bar(offsets, np.nan_to_num(values), width, label=device.upper(),
+                            color=DEVICE_COLOURS[device])
+            for bar, value in zip(bars, values):
+                text = "n/a" if np.isnan(value) else number_format.format(value)
+                axis.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                              ha="center", va="bottom", fontsize=8)
+        if np.isnan(rows[column].to_numpy(dtype=float)).all():
+            axis.cla()
+            axis.set_axis_off()
+            axis.text(0.5, 0.5, f"{label}:\nnot available in these rows", ha="center", va="center",
+                      transform=axis.transAxes)
+            continue
+        axis.set_xticks(positions, tick_labels, fontsize=8, rotation=25, ha="right")
+        axis.set_ylabel(label)
+        axis.grid(axis="y", alpha=0.3)
+        if len(devices) > 1:
+            axis.legend()
+    if rows["co2_kg"].notna().any():
+        country = ", ".join(sorted(set(rows["carbon_country"]) - {""}))
+        axes[1, 1].set_title(f"CodeCarbon estimate, carbon intensity of {country}", fontsize=9)
+    figure.suptitle(f"{experiment}: latest successful run per variant and device ({_data_note(rows)})")
+    figure.tight_layout()
+    out_dir = results_dir / "plots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{experiment}_summary.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_experiment(results_dir, experiment: str) -> list[Path]:
+    return [*plot_training_curves(results_dir, experiment), plot_summary(results_dir, experiment)]

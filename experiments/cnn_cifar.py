@@ -1,0 +1,308 @@
+"""
+Title: Fully connected network vs small CNN vs wide CNN on CIFAR-10, with SGD/Adam and ablations
+Course: SPEC.md section 2 (CIFAR-10: 32x32x3 colour images, 10 classes, 50k train / 10k test).
+Accelerator: the fc and lenet variants are fine on a CPU; the three wide variants want a GPU.
+
+Description: the course's three CIFAR-10 models, trained with keras `model.fit()` on a `tf.data`
+pipeline (shuffle, batch, normalise, optional augmentation, prefetch):
+
+- Model 1 (`fc_sgd`, `fc_adam`): fully connected 3072 -> 1024 -> 256 -> 64 -> 10, 3,426,250 parameters,
+  trained with plain SGD and again with Adam; the course uses the pair to motivate Adam.
+- Model 2 (`lenet`): conv 3->6 k5, maxpool, conv 6->16 k5, maxpool, dense 400 -> 120 -> 84 -> 10,
+  62,006 parameters.
+- Model 3 (`wide`): six 3x3 "same" convolutions 32-64-128-128-256-256 with batch norm after the
+  first of each pair, three max-pools, dropout 0.05, dense 4096 -> 1024 -> 512 -> 10: 5,853,002
+  parameters (Keras' count, which includes the 832 non-trainable batch-norm moving statistics;
+  5,852,170 trainable). Ablations: `wide_nodrop` (no dropout, same count) and `wide_nobn_nodrop`
+  (neither, 5,851,338).
+
+Data: the official 10,000 test images are the test set, evaluated once at the end. Of the 50,000
+training images, 20 % (10,000) are held out for per-epoch validation, the course's 80/20 split;
+40,000 are trained on. Inputs are standardised per channel with the mean and standard deviation
+of the training split. The shared offline copy is CIFAR-10 saved as JPEG quality 75 (every row
+says so in dataset_origin); expect small differences from the original pixels.
+
+Choices where the course is vague, with the reasons:
+- Optimizer, learning rate and epochs per variant (VARIANT_DEFAULTS below; a `--set` of any of
+  them applies to every variant, and each row's config column holds the values the run used):
+  fc_sgd plain SGD 0.01, no momentum, so the contrast with Adam is the course's; fc_adam Adam 1e-4,
+  because at 1e-3 Adam overfits the 3.4 M-parameter dense model within a few epochs; lenet and the
+  wide models Adam 1e-3, the usual Adam default, which trains these CNNs without tuning.
+  Epochs: fc 15, lenet 10 (its validation accuracy peaks near epoch 10 and falls after: at 20
+  epochs the same run ends at 60.1 % instead of 61.6 %), wide 15.
+- Batch 64, no augmentation, no learning-rate schedule, no early stopping, no clipping, XLA off:
+  the course's baseline; each is one `--set` away (augmentation=true, lr_schedule=cosine|step,
+  early_stopping_patience=3, gradient_clip_norm=1, jit_compile=true, train_subset=5000).
+
+Measured on the full data (shared JPEG copy), seed 0, 2 CPU cores (AMD EPYC) shared with other
+jobs, so the times are indicative only (the first three rows: the quick command below, defaults):
+    variant   epochs  test accuracy  s/epoch first / steady  whole run
+    fc_sgd      15       51.3 %          13.0 / 14.4           228 s
+    fc_adam     15       52.2 %          20.6 / 18.3           289 s
+    lenet       10       61.6 %          10.1 / 9.5            102 s
+    wide         2       52.6 %         433 / 425              920 s  (augmentation on; a short
+                                                                     CPU check, not a result)
+Model 3 costs about 35 TFLOP per epoch (40,000 images forward and backward, 10,000 validation
+images forward): about 7 minutes per epoch (94 images/s) on these 2 cores. So
+`make experiment NAME=cnn_cifar`, which runs all six variants on the CPU when there is no GPU,
+takes about 10 minutes for fc_sgd, fc_adam and lenet, then roughly 4 to 5 hours for the three wide
+variants (15 epochs each; the one without batch norm is somewhat faster). The default is kept as
+the course configuration anyway: a shortened wide default would put a half-trained Model 3 into
+the comparison table next to fully trained models, and CPU and GPU rows must run the same
+configuration to be comparable. For a quick CPU look (about 10 minutes) run
+    make experiment NAME=cnn_cifar VARIANTS=fc_sgd,fc_adam,lenet
+and run the wide variants on a GPU. The run meant to reach >= 80 % with Model 3 (not measured in
+this session: no GPU was available) is
+    make experiment NAME=cnn_cifar VARIANTS=wide DEVICES=gpu SET="augmentation=true lr_schedule=cosine epochs=30"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dlbench import config as config_module
+
+VARIANTS = {
+    "fc_sgd": "Model 1: fully connected 3072-1024-256-64-10, plain SGD",
+    "fc_adam": "Model 1 again, trained with Adam",
+    "lenet": "Model 2: small CNN (two 5x5 convolutions, three dense layers), Adam",
+    "wide": "Model 3: six 3x3 convolutions with batch norm, dropout 0.05, Adam",
+    "wide_nodrop": "Model 3 without dropout (ablation)",
+    "wide_nobn_nodrop": "Model 3 without batch norm and without dropout (ablation)",
+}
+CPU_ONLY_VARIANTS: set[str] = set()
+DATASET = "cifar10"
+
+# Keras' model.count_params(), checked when the model is built (and in the tests).
+PARAMETER_COUNTS = {
+    "fc_sgd": 3_426_250,
+    "fc_adam": 3_426_250,
+    "lenet": 62_006,
+    "wide": 5_853_002,
+    "wide_nodrop": 5_853_002,
+    "wide_nobn_nodrop": 5_851_338,
+}
+
+# What a config field left at None means for each variant.
+VARIANT_DEFAULTS = {
+    "fc_sgd": {"optimizer": "sgd", "learning_rate": 0.01, "epochs": 15},
+    "fc_adam": {"optimizer": "adam", "learning_rate": 1e-4, "epochs": 15},
+    "lenet": {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 10},
+    "wide": {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 15},
+    "wide_nodrop": {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 15},
+    "wide_nobn_nodrop": {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 15},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    epochs: int | None = None  # None: the variant's default (VARIANT_DEFAULTS).
+    batch_size: int = 64
+    optimizer: Literal["sgd", "adam"] | None = None  # None: the variant's default.
+    learning_rate: float | None = None  # None: the variant's default.
+    momentum: float = 0.0  # SGD only. 0: plain SGD, so fc_sgd vs fc_adam contrasts SGD with Adam itself.
+    augmentation: bool = False  # Random horizontal flip and shifts of up to 4 pixels, training only.
+    normalization: Literal["channel_standardize", "unit_range"] = "channel_standardize"
+    lr_schedule: Literal["none", "cosine", "step"] = "none"  # step: divide by 10 at 50 % and 75 % of training.
+    early_stopping_patience: int = 0  # Epochs without a lower validation loss before stopping; 0: off.
+    gradient_clip_norm: float = 0.0  # Clip the global gradient norm to this value; 0: off.
+    validation_fraction: float = 0.2  # Share of the training images held out (course: 80/20).
+    train_subset: int = 0  # Train on the first N images of the (shuffled) training split; 0: all.
+    jit_compile: bool = False  # XLA off on every device, so CPU and GPU rows compare alike.
+
+    def validate(self):
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError("epochs must be >= 1 (or none for the variant's default)")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise ValueError("learning_rate must be > 0 (or none for the variant's default)")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError("momentum must be in [0, 1)")
+        if self.early_stopping_patience < 0 or self.gradient_clip_norm < 0 or self.train_subset < 0:
+            raise ValueError("early_stopping_patience, gradient_clip_norm and train_subset must be >= 0 (0: off)")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError("validation_fraction must be in [0, 1)")
+        if self.early_stopping_patience and self.validation_fraction == 0:
+            raise ValueError("early stopping watches the validation loss: set validation_fraction > 0")
+
+
+def resolve(config: Config, variant: str) -> Config:
+    """Fill the fields left at None with the variant's defaults."""
+    defaults = {key: value for key, value in VARIANT_DEFAULTS[variant].items() if getattr(config, key) is None}
+    return dataclasses.replace(config, **defaults)
+
+
+def run(config: Config, variant: str, run) -> None:
+    config = resolve(config, variant)
+    run.record(config=config_module.to_json(config))  # The row shows the values actually used.
+
+    # ---------------------------------------------------------------------------- Prepare the data
+    dataset = run.load_data(DATASET)
+    with run.phase("data"):
+        # A seeded split, so every variant sees exactly the same training and validation images.
+        order = np.random.default_rng(run.seed).permutation(len(dataset.x_train))
+        n_validation = int(round(config.validation_fraction * len(order)))
+        validation, train = order[:n_validation], order[n_validation:]
+        if config.train_subset:
+            if config.train_subset > len(train):
+                raise ValueError(f"train_subset={config.train_subset} is more than the {len(train)} training "
+                                 f"images available ({dataset.source} data)")
+            train = train[: config.train_subset]
+        x_train, y_train = dataset.x_train[train], dataset.y_train[train]
+        mean, std = channel_statistics(x_train, config.normalization)
+        train_data = make_pipeline(x_train, y_train, config, mean, std, training=True, seed=run.seed)
+        validation_data = (
+            make_pipeline(dataset.x_train[validation], dataset.y_train[validation], config, mean, std)
+            if n_validation else None
+        )
+        test_data = make_pipeline(dataset.x_test, dataset.y_test, config, mean, std)
+    run.record(n_train=len(x_train), n_validation=n_validation)
+
+    # ---------------------------------------------------------------------------- Build the model
+    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+    with run.phase("build"):
+        model = build_model(variant)
+        model.compile(
+            optimizer=make_optimizer(config, steps_per_epoch),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=config.jit_compile,  # Explicit: "auto" would turn XLA on only where a GPU exists.
+        )
+    check_parameter_count(model, variant)
+    run.record(parameters=model.count_params())
+
+    # ---------------------------------------------------------------------------- Train
+    callbacks = [run.keras_callback()]
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True))
+    with run.phase("train"):
+        # shuffle=False: the tf.data pipeline already reshuffles every epoch (fit cannot shuffle a Dataset).
+        model.fit(train_data, epochs=config.epochs, validation_data=validation_data, shuffle=False, verbose=2,
+                  callbacks=callbacks)
+
+    # ---------------------------------------------------------------------------- Evaluate
+    with run.phase("eval"):
+        test_loss, test_accuracy = model.evaluate(test_data, verbose=0)
+    run.record(test_accuracy=float(test_accuracy), test_loss=float(test_loss))
+
+
+# -------------------------------------------------------------------------------- Input pipeline
+
+
+def channel_statistics(x_train: np.ndarray, normalization: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation that map the pixels to the model's input scale.
+
+    Computed from the training split only: the validation and test images must not leak into training."""
+    if normalization == "unit_range":
+        return np.zeros(3, np.float32), np.full(3, 255.0, np.float32)
+    # From a histogram of the 256 possible values per channel: exact, and without a float copy of
+    # the images (40,000 images in float64 would take about 1 GB).
+    counts = np.stack([np.bincount(x_train[..., channel].ravel(), minlength=256) for channel in range(3)])
+    values = np.arange(256, dtype=np.float64)
+    mean = counts @ values / counts.sum(axis=1)
+    variance = counts @ values**2 / counts.sum(axis=1) - mean**2
+    return mean.astype(np.float32), np.sqrt(variance).astype(np.float32)
+
+
+def make_pipeline(images, labels, config: Config, mean, std, training: bool = False, seed: int = 0):
+    """uint8 images -> shuffled (training only), batched, optionally augmented, normalised float32 batches."""
+    data = tf.data.Dataset.from_tensor_slices((images, labels))
+    if training:
+        data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    data = data.batch(config.batch_size)
+    if training and config.augmentation:
+        # Teaching note: augmentation shows the network a slightly different image each epoch (mirrored,
+        # shifted by up to 4 pixels = 1/8 of the side), which fights overfitting without new data.
+        # Keras preprocessing layers run inside tf.data here, so the model itself holds no extra layers.
+        flip = keras.layers.RandomFlip("horizontal", seed=seed)
+        shift = keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect", seed=seed + 1)
+        data = data.map(lambda x, y: (shift(flip(tf.cast(x, tf.float32))), y), num_parallel_calls=tf.data.AUTOTUNE)
+    data = data.map(lambda x, y: ((tf.cast(x, tf.float32) - mean) / std, y), num_parallel_calls=tf.data.AUTOTUNE)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+# -------------------------------------------------------------------------------- Models
+
+
+def build_model(variant: str) -> keras.Sequential:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant '{variant}'; valid: {', '.join(VARIANTS)}")
+    if variant in ("fc_sgd", "fc_adam"):
+        layers = [
+            keras.layers.Flatten(),  # 32 x 32 x 3 = 3072 inputs.
+            keras.layers.Dense(1024, activation="relu"),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    elif variant == "lenet":
+        # Teaching note: output side = (input + 2 * padding - kernel) / stride + 1, so with no padding
+        # 32 -> 28 (conv 5) -> 14 (pool) -> 10 (conv 5) -> 5 (pool): 5 * 5 * 16 = 400 features.
+        layers = [
+            keras.layers.Conv2D(6, 5, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(16, 5, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(120, activation="relu"),
+            keras.layers.Dense(84, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    else:
+        batch_norm = variant != "wide_nobn_nodrop"
+        dropout = 0.05 if variant == "wide" else 0.0
+        layers = []
+        # Three stages of two "same" 3x3 convolutions and a max-pool: 32 -> 16 -> 8 -> 4 pixels, and
+        # 4 * 4 * 256 = 4096 features. Batch norm sits between the first convolution and its ReLU.
+        for first, second in ((32, 64), (128, 128), (256, 256)):
+            layers.append(keras.layers.Conv2D(first, 3, padding="same"))
+            if batch_norm:
+                layers.append(keras.layers.BatchNormalization())
+            layers.append(keras.layers.ReLU())
+            layers.append(keras.layers.Conv2D(second, 3, padding="same", activation="relu"))
+            layers.append(keras.layers.MaxPooling2D(2))
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout))
+        layers += [keras.layers.Flatten(), keras.layers.Dense(1024, activation="relu"),
+                   keras.layers.Dense(512, activation="relu")]
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout))
+        layers.append(keras.layers.Dense(10, activation="softmax"))
+    return keras.Sequential([keras.Input(shape=(32, 32, 3)), *layers], name=variant)
+
+
+def check_parameter_count(model: keras.Model, variant: str) -> None:
+    """The course states each model's size; a different count means a different architecture."""
+    if model.count_params() != PARAMETER_COUNTS[variant]:
+        raise ValueError(f"{variant} has {model.count_params():,} parameters, the course model has "
+                         f"{PARAMETER_COUNTS[variant]:,}")
+
+
+def make_learning_rate(config: Config, steps_per_epoch: int):
+    """A constant, or a schedule over the optimizer's step count (one step per batch)."""
+    total_steps = config.epochs * steps_per_epoch
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
+    if config.lr_schedule == "step":
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            boundaries=[total_steps // 2, (3 * total_steps) // 4],
+            values=[config.learning_rate, config.learning_rate / 10, config.learning_rate / 100])
+    return config.learning_rate
+
+
+def make_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    learning_rate = make_learning_rate(config, steps_per_epoch)
+    # global_clipnorm rescales the whole gradient when its norm exceeds the limit (the textbook
+    # "clipping by norm"); Keras' clipnorm would clip each weight tensor separately.
+    clip = {"global_clipnorm": config.gradient_clip_norm} if config.gradient_clip_norm else {}
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum, **clip)
+    return keras.optimizers.Adam(learning_rate=learning_rate, **clip)

@@ -1,0 +1,129 @@
+"""cnn_cifar on the shipped sample: exact model sizes, config checks, the input pipeline, end-to-end rows."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlbench import cli, config as config_module, results
+from experiments import cnn_cifar
+
+# Computed by hand from SPEC.md section 2 (weights + biases; batch norm has 4 values per channel).
+EXPECTED_PARAMETERS = {
+    "fc_sgd": 3_072 * 1_024 + 1_024 + 1_024 * 256 + 256 + 256 * 64 + 64 + 64 * 10 + 10,  # 3,426,250
+    "fc_adam": 3_426_250,
+    "lenet": 456 + 2_416 + 48_120 + 10_164 + 850,  # 62,006
+    "wide": 5_851_338 + 4 * (32 + 128 + 256),  # 5,853,002
+    "wide_nodrop": 5_853_002,
+    "wide_nobn_nodrop": (896 + 18_496 + 73_856 + 147_584 + 295_168 + 590_080  # convolutions
+                         + 4_195_328 + 524_800 + 5_130),  # dense: 5,851,338
+}
+
+
+@pytest.mark.parametrize("variant", list(cnn_cifar.VARIANTS))
+def test_each_variant_has_the_course_parameter_count(variant):
+    model = cnn_cifar.build_model(variant)
+    assert model.count_params() == EXPECTED_PARAMETERS[variant]
+    assert model.output_shape == (None, 10)
+
+
+def test_ablations_remove_exactly_batch_norm_and_dropout():
+    def layer_kinds(variant):
+        return [type(layer).__name__ for layer in cnn_cifar.build_model(variant).layers]
+
+    assert layer_kinds("wide").count("BatchNormalization") == 3 and layer_kinds("wide").count("Dropout") == 2
+    assert "Dropout" not in layer_kinds("wide_nodrop")
+    assert layer_kinds("wide_nodrop").count("BatchNormalization") == 3
+    assert not {"Dropout", "BatchNormalization"} & set(layer_kinds("wide_nobn_nodrop"))
+
+
+def test_variant_defaults_fill_only_what_the_user_left_unset():
+    assert cnn_cifar.resolve(cnn_cifar.Config(), "fc_sgd").optimizer == "sgd"
+    assert cnn_cifar.resolve(cnn_cifar.Config(), "fc_adam").optimizer == "adam"
+    chosen = cnn_cifar.resolve(cnn_cifar.Config(optimizer="sgd", epochs=3), "lenet")
+    assert (chosen.optimizer, chosen.epochs, chosen.learning_rate) == ("sgd", 3, 1e-3)
+
+
+@pytest.mark.parametrize("assignment", ["optimizer=rmsprop", "lr_schedule=linear", "epochs=0",
+                                        "gradient_clip_norm=-1", "validation_fraction=1",
+                                        "early_stopping_patience=2 validation_fraction=0"])
+def test_bad_config_is_a_clear_error(assignment):
+    with pytest.raises(config_module.ConfigError):
+        config_module.apply_overrides(cnn_cifar.Config(), config_module.parse_assignments([assignment]))
+
+
+def test_pipeline_standardises_and_augmentation_keeps_shapes_and_labels():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(32, 32, 32, 3), dtype=np.uint8)  # Pipeline mechanics only.
+    labels = np.arange(32) % 10
+    config = cnn_cifar.Config(batch_size=32)
+    mean, std = cnn_cifar.channel_statistics(images, config.normalization)
+    x, y = next(iter(cnn_cifar.make_pipeline(images, labels, config, mean, std)))
+    np.testing.assert_allclose(x.numpy().mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(x.numpy().std(axis=(0, 1, 2)), 1.0, atol=1e-3)
+    augmented_config = cnn_cifar.Config(batch_size=32, augmentation=True)
+    batch, batch_labels = next(iter(cnn_cifar.make_pipeline(images, labels, augmented_config, mean, std,
+                                                            training=True, seed=1)))
+    assert batch.shape == (32, 32, 32, 3) and batch.dtype.name == "float32"
+    assert sorted(batch_labels.numpy().tolist()) == sorted(labels.tolist())  # Shuffled, not changed.
+
+
+def test_learning_rate_schedules_and_clipping():
+    config = cnn_cifar.Config(optimizer="sgd", learning_rate=0.1, epochs=4)
+    assert cnn_cifar.make_learning_rate(config, steps_per_epoch=10) == 0.1
+    step = cnn_cifar.make_learning_rate(dataclasses.replace(config, lr_schedule="step"), steps_per_epoch=10)
+    assert [float(step(s)) for s in (0, 25, 35)] == pytest.approx([0.1, 0.01, 0.001])
+    cosine = cnn_cifar.make_learning_rate(dataclasses.replace(config, lr_schedule="cosine"), steps_per_epoch=10)
+    assert float(cosine(20)) == pytest.approx(0.05) and float(cosine(40)) == pytest.approx(0.0, abs=1e-7)
+    clipped = cnn_cifar.make_optimizer(dataclasses.replace(config, gradient_clip_norm=1.0), steps_per_epoch=10)
+    assert clipped.global_clipnorm == 1.0
+
+
+def read_single_row(results_dir):
+    rows = results.read_rows(Path(results_dir) / "cnn_cifar.csv")
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_end_to_end_lenet_writes_a_complete_row(tmp_path):
+    results_dir = tmp_path / "results"
+    status = cli.main(["run", "cnn_cifar", "--variants", "lenet", "--devices", "cpu",
+                       "--set", "epochs=2 train_subset=256", "--results-dir", str(results_dir)])
+    assert status == 0
+    row = read_single_row(results_dir)
+    assert row["status"] == "ok" and row["error"] == ""
+    assert row["dataset"] == "cifar10" and row["dataset_source"] == "sample"
+    assert "JPEG quality-75" in row["dataset_origin"]
+    assert int(row["parameters"]) == 62_006
+    assert (int(row["n_train"]), int(row["n_validation"]), int(row["n_test"])) == (256, 200, 200)
+    assert 0.0 <= float(row["test_accuracy"]) <= 1.0 and float(row["test_loss"]) > 0
+    for column in ("time_data_s", "time_build_s", "time_first_epoch_s", "time_steady_epoch_s",
+                   "time_train_s", "time_eval_s", "train_samples_per_s"):
+        assert float(row[column]) > 0, column
+    assert json.loads(row["config"])["optimizer"] == "adam"  # The resolved value, not None.
+    assert row["jit_compile"] == "false"
+    history = results.read_rows(results_dir / row["history_file"])
+    assert len(history) == 2 and {"accuracy", "val_accuracy", "loss", "val_loss"} <= set(history[0])
+
+
+def test_every_training_switch_together_on_the_fc_model(tmp_path):
+    results_dir = tmp_path / "results"
+    status = cli.main(["run", "cnn_cifar", "--variants", "fc_sgd", "--devices", "cpu", "--no-energy",
+                       "--set", "epochs=2 train_subset=128 augmentation=true lr_schedule=step momentum=0.9 "
+                                "gradient_clip_norm=1 early_stopping_patience=1 normalization=unit_range",
+                       "--results-dir", str(results_dir)])
+    assert status == 0
+    row = read_single_row(results_dir)
+    assert row["status"] == "ok" and int(row["parameters"]) == 3_426_250
+    assert json.loads(row["config"])["optimizer"] == "sgd" and 1 <= int(row["epochs_run"]) <= 2
+
+
+def test_train_subset_larger_than_the_data_fails_with_a_reason(tmp_path):
+    results_dir = tmp_path / "results"
+    status = cli.main(["run", "cnn_cifar", "--variants", "lenet", "--devices", "cpu", "--no-energy",
+                       "--set", "train_subset=100000", "--results-dir", str(results_dir)])
+    assert status == 1
+    row = read_single_row(results_dir)
+    assert row["status"] == "failed" and "train_subset=100000" in row["error"]
