@@ -99,6 +99,10 @@ def plan(experiment: str, variants: list[str] | None, devices: list[str] | None,
                                      data_options, str(results_dir), country, energy, new_id(), group_id, study, study_point))
     if not specs:
         raise RunnerError("nothing to run: the chosen variants do not run on the chosen devices")
+    # Say up front when a run will take hours on this CPU, before the user walks away.
+    slow = getattr(module, "SLOW_ON_CPU", {})
+    for variant in dict.fromkeys(spec.variant for spec in specs if spec.device == "cpu" and spec.variant in slow):
+        print(f"[dlbench] note: {experiment}/{variant} on CPU: {slow[variant]}", file=sys.stderr)
     return specs
 
 
@@ -149,6 +153,7 @@ def execute(spec: RunSpec) -> int:
 def run_all(specs: list[RunSpec]) -> int:
     """Execute every spec in order; return 0 if all succeeded, 1 if any failed, 130 on Ctrl-C."""
     failures = 0
+    print(f"[dlbench] {len(specs)} run(s) planned: {', '.join(spec.label() for spec in specs)}", flush=True)
     for spec in specs:
         try:
             status = execute(spec)

@@ -78,6 +78,10 @@ VARIANTS = {
 }
 CPU_ONLY_VARIANTS: set[str] = set()
 DATASET = "cifar10"
+# Printed by the runner before a CPU run starts (measured on 2 AMD EPYC cores, see the docstring).
+_WIDE_ON_CPU = ("about 7 minutes per epoch on 2 CPU cores, 15 epochs by default (1.5-2 hours); "
+                "use DEVICES=gpu, or VARIANTS=fc_sgd,fc_adam,lenet for a quick CPU run")
+SLOW_ON_CPU = {"wide": _WIDE_ON_CPU, "wide_nodrop": _WIDE_ON_CPU, "wide_nobn_nodrop": _WIDE_ON_CPU}
 
 # Keras' model.count_params(), checked when the model is built (and in the tests).
 PARAMETER_COUNTS = {

@@ -127,3 +127,12 @@ def test_train_subset_larger_than_the_data_fails_with_a_reason(tmp_path):
     assert status == 1
     row = read_single_row(results_dir)
     assert row["status"] == "failed" and "train_subset=100000" in row["error"]
+
+
+def test_planning_wide_on_cpu_warns_about_the_run_time(capsys):
+    from dlbench import runner
+
+    specs = runner.plan("cnn_cifar", ["lenet", "wide"], ["cpu"], {}, results_dir="unused")
+    assert [spec.variant for spec in specs] == ["lenet", "wide"]
+    warning = capsys.readouterr().err
+    assert "cnn_cifar/wide on CPU: about 7 minutes per epoch" in warning and "cnn_cifar/lenet" not in warning
