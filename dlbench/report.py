@@ -26,11 +26,18 @@ def load_results(results_dir, experiment: str) -> pd.DataFrame:
 
 
 def config_differences(frame: pd.DataFrame) -> pd.Series:
-    """For each row, the config keys whose value is not the same across all rows (e.g. learning_rate=0.1)."""
+    """For each row, the config values that differ from the most common value of that key across
+    the rows (e.g. 'learning_rate=0.1'); empty for a row with the usual configuration."""
     configs = [json.loads(text) if text.startswith("{") else {} for text in frame["config"]]
     keys = sorted({key for config in configs for key in config})
-    varying = [key for key in keys if len({json.dumps(c.get(key)) for c in configs}) > 1]
-    return pd.Series([" ".join(f"{k}={json.dumps(c.get(k), separators=(',', ':'))}" for k in varying)
+    usual = {}
+    for key in keys:
+        # A key missing from older rows (added to the config later, with a default that keeps the
+        # old behaviour) is not a difference: only values actually recorded are compared.
+        values = pd.Series([json.dumps(c[key], separators=(",", ":")) for c in configs if key in c])
+        usual[key] = values.mode().iloc[0]
+    return pd.Series([" ".join(f"{k}={json.dumps(c[k], separators=(',', ':'))}" for k in keys
+                               if k in c and json.dumps(c[k], separators=(",", ":")) != usual[k])
                       for c in configs], index=frame.index)
 
 
