@@ -82,34 +82,39 @@ def sample_path(file_name: str) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 
+MNIST_CLASS_NAMES = tuple(str(digit) for digit in range(10))
+
+
 def _mnist_from_npz(path: Path, source: str, origin: str) -> Dataset:
     with np.load(path) as data:
         return Dataset(
             "mnist", data["x_train"], data["y_train"], data["x_test"], data["y_test"], source, origin,
-            class_names=tuple(str(digit) for digit in range(10)),
+            class_names=MNIST_CLASS_NAMES,
         )
 
 
-def _mnist_from_keras(allow_download: bool) -> tuple[Dataset | None, str]:
-    cached = keras_cache_dir() / "mnist.npz"
+def _from_keras(name: str, cached_file: str, allow_download: bool, class_names, note: str = ""):
+    """keras.datasets.<name>.load_data(): the Keras cache, or its download. Returns (dataset, "") or
+    (None, why not)."""
+    cached = keras_cache_dir() / cached_file
     if not cached.exists() and not allow_download:
         return None, f"Keras cache {cached}: absent; download disabled"
     origin = f"keras cache: {cached}" if cached.exists() else "keras download"
     try:
         import keras
 
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as error:  # Offline, proxy, corrupted cache: all mean "not available here".
         return None, f"Keras cache {cached} / download: {type(error).__name__}: {error}"
-    return Dataset("mnist", x_train, y_train, x_test, y_test, SOURCE_FULL, origin,
-                   tuple(str(d) for d in range(10))), ""
+    return Dataset(name, x_train, normalize_labels(y_train), x_test, normalize_labels(y_test), SOURCE_FULL,
+                   origin + note, tuple(class_names)), ""
 
 
 def load_mnist(options: DataOptions) -> Dataset:
     return _resolve(
         "mnist", "mnist.npz", options,
         from_file=lambda path: _mnist_from_npz(path, SOURCE_FULL, str(path)),
-        from_keras=_mnist_from_keras,
+        from_keras=lambda allow_download: _from_keras("mnist", "mnist.npz", allow_download, MNIST_CLASS_NAMES),
         from_sample=lambda path: _mnist_from_npz(path, SOURCE_SAMPLE, f"dlbench sample: {path.name}"),
     )
 
@@ -217,28 +222,15 @@ def _cifar10_from_sample(path: Path) -> Dataset:
                    CIFAR10_CLASS_NAMES)
 
 
-def _cifar10_from_keras(allow_download: bool) -> tuple[Dataset | None, str]:
-    # keras.datasets.cifar10 keeps the downloaded archive here (checked against its sha256 on every
-    # load, re-downloaded on mismatch) and extracts it next to it, into cifar-10-batches-py-target/.
-    cached = keras_cache_dir() / "cifar-10-batches-py-target_archive"
-    if not cached.exists() and not allow_download:
-        return None, f"Keras cache {cached}: absent; download disabled"
-    origin = f"keras cache: {cached}" if cached.exists() else "keras download"
-    try:
-        import keras
-
-        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
-    except Exception as error:  # Offline, proxy, corrupted cache: all mean "not available here".
-        return None, f"Keras cache {cached} / download: {type(error).__name__}: {error}"
-    return Dataset("cifar10", x_train, normalize_labels(y_train), x_test, normalize_labels(y_test), SOURCE_FULL,
-                   f"{origin} (original lossless CIFAR-10 python batches)", CIFAR10_CLASS_NAMES), ""
-
-
 def load_cifar10(options: DataOptions) -> Dataset:
     return _resolve(
         "cifar10", CIFAR10_FILE, options,
         from_file=_cifar10_from_jpeg_npz,
-        from_keras=_cifar10_from_keras,
+        # keras.datasets.cifar10 keeps the downloaded archive under this name (checked against its
+        # sha256 on every load) and extracts it next to it, into cifar-10-batches-py-target/.
+        from_keras=lambda allow_download: _from_keras(
+            "cifar10", "cifar-10-batches-py-target_archive", allow_download, CIFAR10_CLASS_NAMES,
+            " (original lossless CIFAR-10 python batches)"),
         from_sample=_cifar10_from_sample,
     )
 
