@@ -34,22 +34,23 @@ Choices where the course is vague, with the reasons:
   the course's baseline; each is one `--set` away (augmentation=true, lr_schedule=cosine|step,
   early_stopping_patience=3, gradient_clip_norm=1, jit_compile=true, train_subset=5000).
 
-Measured on the full data (shared JPEG copy), seed 0, 2 CPU cores (AMD EPYC) shared with other
-jobs, so the times are indicative only (the first three rows: the quick command below, defaults):
-    variant   epochs  test accuracy  s/epoch first / steady  whole run
-    fc_sgd      15       51.3 %          13.0 / 14.4           228 s
-    fc_adam     15       52.2 %          20.6 / 18.3           289 s
-    lenet       10       61.6 %          10.1 / 9.5            102 s
-    wide         2       52.6 %         433 / 425              920 s  (augmentation on; a short
-                                                                     CPU check, not a result)
+Measured on the full data (shared JPEG copy), seed 0, 2 CPU cores (AMD EPYC), nothing else running,
+with `dlbench run cnn_cifar --variants fc_sgd,fc_adam,lenet` (defaults) and
+`dlbench run cnn_cifar --variants wide --set "epochs=2 augmentation=true"`:
+    variant   epochs  test accuracy  s/epoch first / steady  images/s  whole run
+    fc_sgd      15       51.3 %           9.9 / 8.9           4,512     150 s
+    fc_adam     15       52.2 %          15.3 / 13.1          3,064     233 s
+    lenet       10       61.6 %           8.4 / 6.8           5,852      82 s
+    wide         2       58.9 %         302 / 215               186     582 s  (augmentation on; a short
+                                                                       CPU check, not a result)
 Model 3 costs about 35 TFLOP per epoch (40,000 images forward and backward, 10,000 validation
-images forward): about 7 minutes per epoch (94 images/s) on these 2 cores. So
-`make experiment NAME=cnn_cifar`, which runs all six variants on the CPU when there is no GPU,
-takes about 10 minutes for fc_sgd, fc_adam and lenet, then roughly 4 to 5 hours for the three wide
-variants (15 epochs each; the one without batch norm is somewhat faster). The default is kept as
-the course configuration anyway: a shortened wide default would put a half-trained Model 3 into
-the comparison table next to fully trained models, and CPU and GPU rows must run the same
-configuration to be comparable. For a quick CPU look (about 10 minutes) run
+images forward): about 3.5 minutes per epoch on these 2 cores (7 minutes when the machine is
+shared). So `make experiment NAME=cnn_cifar`, which runs all six variants on the CPU when there is
+no GPU, takes about 8 minutes for fc_sgd, fc_adam and lenet, then roughly an hour for each of the
+three wide variants (15 epochs; the one without batch norm is somewhat faster); the runner says so
+before it starts. The default is kept as the course configuration anyway: a shortened wide default
+would put a half-trained Model 3 into the comparison table next to fully trained models, and CPU
+and GPU rows must run the same configuration to be comparable. For a quick CPU look run
     make experiment NAME=cnn_cifar VARIANTS=fc_sgd,fc_adam,lenet
 and run the wide variants on a GPU. The run meant to reach >= 80 % with Model 3 (not measured in
 this session: no GPU was available) is
@@ -79,7 +80,7 @@ VARIANTS = {
 CPU_ONLY_VARIANTS: set[str] = set()
 DATASET = "cifar10"
 # Printed by the runner before a CPU run starts (measured on 2 AMD EPYC cores, see the docstring).
-_WIDE_ON_CPU = ("about 7 minutes per epoch on 2 CPU cores, 15 epochs by default (1.5-2 hours); "
+_WIDE_ON_CPU = ("about 3.5 minutes per epoch on 2 idle CPU cores, 15 epochs by default (about an hour); "
                 "use DEVICES=gpu, or VARIANTS=fc_sgd,fc_adam,lenet for a quick CPU run")
 SLOW_ON_CPU = {"wide": _WIDE_ON_CPU, "wide_nodrop": _WIDE_ON_CPU, "wide_nobn_nodrop": _WIDE_ON_CPU}
 

@@ -135,4 +135,4 @@ def test_planning_wide_on_cpu_warns_about_the_run_time(capsys):
     specs = runner.plan("cnn_cifar", ["lenet", "wide"], ["cpu"], {}, results_dir="unused")
     assert [spec.variant for spec in specs] == ["lenet", "wide"]
     warning = capsys.readouterr().err
-    assert "cnn_cifar/wide on CPU: about 7 minutes per epoch" in warning and "cnn_cifar/lenet" not in warning
+    assert "cnn_cifar/wide on CPU: about 3.5 minutes per epoch" in warning and "cnn_cifar/lenet" not in warning
