@@ -14,7 +14,7 @@ from typing import Callable
 
 import pandas as pd
 
-from dlbench import results, runner
+from dlbench import report, results, runner
 
 # One plain dict: study name -> module that defines it (in that module's STUDIES dict).
 STUDIES = {
@@ -71,17 +71,13 @@ def plan(study: Study, user_overrides: dict, variants: list[str] | None, devices
 
 
 def latest_rows(study: Study, results_dir) -> pd.DataFrame:
-    """The rows of the study's most recent invocation, with a 'label' column matching the points."""
+    """The rows of the study's most recent invocation (numeric columns parsed, as report reads them)."""
     path = results.results_path(results_dir, study.experiment)
-    frame = pd.DataFrame(results.read_rows(path))
+    frame = report.load_results(results_dir, study.experiment) if path.exists() else pd.DataFrame()
     if frame.empty or "study" not in frame or not (frame["study"] == study.name).any():
         raise FileNotFoundError(f"no rows of study '{study.name}' in {path}; run: dlbench study {study.name}")
     frame = frame[frame["study"] == study.name]
-    frame = frame[frame["group_id"] == frame["group_id"].iloc[-1]].copy()
-    for column in frame.columns:
-        if column.endswith(("_s", "_kwh", "_kg", "accuracy", "loss")) or column in ("parameters", "epochs_run"):
-            frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    return frame
+    return frame[frame["group_id"] == frame["group_id"].iloc[-1]].copy()
 
 
 def history(results_dir, row) -> pd.DataFrame | None:

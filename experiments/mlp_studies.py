@@ -40,9 +40,12 @@ COLORS = {"numpy": "tab:blue", "keras": "tab:orange", "keras_fast": "tab:green"}
 def _save(figure, plots_dir: Path, name: str) -> Path:
     path = plots_dir / f"{name}.png"
     for axis in figure.axes:
-        for scale, ticks in ((axis.get_xscale(), axis.xaxis), (axis.get_yscale(), axis.yaxis)):
-            if scale == "log":  # Plain numbers at 1, 2, 5 x 10^k instead of unreadable minor labels.
-                ticks.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        for scale, ticks, limits in ((axis.get_xscale(), axis.xaxis, axis.get_xlim()),
+                                     (axis.get_yscale(), axis.yaxis, axis.get_ylim())):
+            if scale == "log":  # Plain numbers at 1 (2, 5) x 10^k instead of unreadable minor labels.
+                decades = np.log10(max(limits) / min(limits))
+                subs = (1.0,) if decades > 3 else (1.0, 2.0, 5.0)
+                ticks.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
                 ticks.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
                 ticks.set_minor_formatter(matplotlib.ticker.NullFormatter())
     figure.tight_layout()
