@@ -221,10 +221,6 @@ def initial_weights(name: str, fan_in: int, fan_out: int, rng: np.random.Generat
 INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "small_random")
 
 
-def glorot_uniform(fan_in: int, fan_out: int, rng: np.random.Generator, dtype=np.float32):
-    return initial_weights("glorot_uniform", fan_in, fan_out, rng, dtype)
-
-
 # ==================================================================================================
 # Optimisers: update the parameters in place from their gradients, as keras.optimizers do
 # ==================================================================================================

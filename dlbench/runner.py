@@ -16,7 +16,6 @@ import subprocess
 import sys
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 from dlbench import config as config_module
 from dlbench import environment, registry, results
@@ -43,6 +42,14 @@ class RunSpec:
     group_id: str = ""
     study: str = ""
     study_point: str = ""
+
+    def new_row(self, **fields) -> results.ResultRow:
+        """A result row with this run's identity filled in (the worker's row, or the parent's stand-in)."""
+        return results.ResultRow(
+            run_id=self.run_id, timestamp_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            experiment=self.experiment, variant=self.variant, device=self.device, repeat=self.repeat,
+            seed=self.seed, group_id=self.group_id, study=self.study, study_point=self.study_point,
+            git_commit=environment.git_commit(), host=environment.host(), **environment.versions(), **fields)
 
     def label(self) -> str:
         return f"{self.experiment}/{self.variant}/{self.device}" + (f"#{self.repeat}" if self.repeat else "")
@@ -134,15 +141,11 @@ def execute(spec: RunSpec) -> int:
             status = process.wait()
     csv_path = results.results_path(spec.results_dir, spec.experiment)
     if not results.has_run(csv_path, spec.run_id):
-        row = results.ResultRow(
-            run_id=spec.run_id, timestamp_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            experiment=spec.experiment, variant=spec.variant, device=spec.device, repeat=spec.repeat,
-            seed=spec.seed, group_id=spec.group_id, study=spec.study, study_point=spec.study_point,
+        row = spec.new_row(
             config=json.dumps(spec.overrides, sort_keys=True),
             status=results.STATUS_INTERRUPTED if interrupted else results.STATUS_FAILED,
             error=f"worker process ended with status {status} before writing its row "
                   f"(config column holds the overrides only)",
-            git_commit=environment.git_commit(), host=environment.host(), **environment.versions(),
         )
         results.append_row(csv_path, row)
     if interrupted:
@@ -163,6 +166,6 @@ def run_all(specs: list[RunSpec]) -> int:
         if status != 0:
             failures += 1
             print(f"[dlbench] {spec.label()} failed (exit {status}); its row says why", file=sys.stderr)
-    csv_path = Path(specs[0].results_dir) / f"{specs[0].experiment}.csv"
+    csv_path = results.results_path(specs[0].results_dir, specs[0].experiment)
     print(f"[dlbench] {len(specs) - failures}/{len(specs)} runs ok; rows in {csv_path}", flush=True)
     return 1 if failures else 0

@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 from dlbench import config as config_module
-from dlbench import environment, registry, results, tracking
+from dlbench import environment, registry, runner, tracking
 from dlbench.data import DataOptions
 
 
@@ -38,40 +37,27 @@ def check_device(device: str) -> str:
     return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
 
 
-def main(spec: dict) -> int:
+def main(spec: runner.RunSpec) -> int:
     # A polite kill (SIGTERM from a scheduler, timeout) is handled like Ctrl-C: the row says so.
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    module = registry.get(spec["experiment"])
-    config = config_module.apply_overrides(module.Config(), spec.get("overrides", {}))
-    row = results.ResultRow(
-        run_id=spec["run_id"],
-        timestamp_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        experiment=spec["experiment"],
-        variant=spec["variant"],
-        device=spec["device"],
-        repeat=spec.get("repeat", 0),
-        seed=spec["seed"],
-        group_id=spec.get("group_id", ""),
-        study=spec.get("study", ""),
-        study_point=spec.get("study_point", ""),
+    module = registry.get(spec.experiment)
+    config = config_module.apply_overrides(module.Config(), spec.overrides)
+    row = spec.new_row(
         config=config_module.to_json(config),
         # Code that never goes through TensorFlow (the NumPy MLP) has no XLA setting to record.
-        jit_compile=("n/a" if spec["variant"] in getattr(module, "CPU_ONLY_VARIANTS", ())
+        jit_compile=("n/a" if spec.variant in getattr(module, "CPU_ONLY_VARIANTS", ())
                      else str(getattr(config, "jit_compile", "n/a")).lower()),
-        git_commit=environment.git_commit(),
-        host=environment.host(),
-        **environment.versions(),
     )
-    energy = tracking.EnergyTracker(spec["country"], spec["device"], enabled=spec.get("energy", True))
-    data_options = DataOptions(**spec["data_options"])
+    energy = tracking.EnergyTracker(spec.country, spec.device, enabled=spec.energy)
+    data_options = DataOptions(**spec.data_options)
     try:
-        with tracking.track(row, Path(spec["results_dir"]), data_options, energy) as run:
-            row.device_name = check_device(spec["device"])
+        with tracking.track(row, Path(spec.results_dir), data_options, energy) as run:
+            row.device_name = check_device(spec.device)
             import keras
 
             # Seeds Python, NumPy and TensorFlow at once; NumPy code also gets run.seed explicitly.
-            keras.utils.set_random_seed(spec["seed"])
-            module.run(config, spec["variant"], run)
+            keras.utils.set_random_seed(spec.seed)
+            module.run(config, spec.variant, run)
     except KeyboardInterrupt:
         return 130
     except Exception:
@@ -82,4 +68,4 @@ def main(spec: dict) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(json.loads(sys.argv[1])))
+    sys.exit(main(runner.RunSpec(**json.loads(sys.argv[1]))))
