@@ -14,6 +14,9 @@ Reference figures printed alongside:
   the same batch-64 shapes and preallocated outputs (forward A W, backward A^T delta and
   delta W^T). It is the floor for any implementation that does these products with this BLAS;
   everything above it is gathering the batch, element-wise work and Python overhead.
+  The fastest NumPy epoch is then split into its parts: the products (the bound), gathering the
+  shuffled batches and the SGD updates (each timed alone, same calls as fit) and, by difference,
+  the rest: about thirty small element-wise calls per batch, the Python loop and cache misses.
 FLOPs per epoch count multiply-adds as 2: forward 2 N sum(n_in n_out), backward the weight
 gradients (same again) plus the input gradients of every layer but the first.
 Wall time is what is compared; CPU time of this process is shown too, as a hint of how much
@@ -37,7 +40,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 from dlbench import data as data_module  # noqa: E402
-from dlbench.numpy_nn import NumpyMLP  # noqa: E402
+from dlbench.numpy_nn import SGD, NumpyMLP  # noqa: E402
 
 LAYER_SIZES = (784, 64, 32, 10)
 BATCH_SIZE = 64
@@ -100,6 +103,32 @@ def gemm_bound_epoch(samples: int, repeats: int) -> tuple[float, float]:
                 np.matmul(activations[layer].T, activations[layer + 1], out=gradients[layer])
                 if layer > 0:
                     np.matmul(activations[layer + 1], weights[layer].T, out=deltas[layer])
+
+    return timed(epoch, repeats)
+
+
+def gather_epoch(x, repeats: int) -> tuple[float, float]:
+    """Seconds to copy one epoch's shuffled batches out of x, as NumpyMLP.fit does before each step."""
+    order = np.random.default_rng(1).permutation(len(x))
+    buffer = np.empty((BATCH_SIZE, x.shape[1]), x.dtype)
+
+    def epoch():
+        for begin in range(0, len(x), BATCH_SIZE):
+            rows = order[begin:begin + BATCH_SIZE]
+            x.take(rows, 0, out=buffer[:len(rows)], mode="clip")
+
+    return timed(epoch, repeats)
+
+
+def update_epoch(samples: int, repeats: int) -> tuple[float, float]:
+    """Seconds for one epoch's SGD updates of all parameters, as NumpyMLP.fit applies them."""
+    model = NumpyMLP(LAYER_SIZES, seed=0)
+    optimizer, gradient = SGD(LEARNING_RATE), np.zeros_like(model.parameters)
+    batches = -(-samples // BATCH_SIZE)
+
+    def epoch():
+        for _ in range(batches):
+            optimizer.apply([model.parameters], [gradient], overwrite_gradients=True)
 
     return timed(epoch, repeats)
 
@@ -186,13 +215,16 @@ def main(argv=None) -> int:
           f"{forward / 1e9:.2f} G + backward {backward / 1e9:.2f} G = {total / 1e9:.2f} G")
 
     rows = []  # (name, threads, wall, cpu)
-    peaks, bounds = {}, {}
+    peaks, bounds, parts = {}, {}, {}
     for threads in thread_counts:
         with threadpool_limits(limits=threads, user_api="blas"):
             peaks[threads] = matmul_peak_gflops()
             bounds[threads] = gemm_bound_epoch(len(x), repeats=arguments.epochs)
             rows.append(("matmul bound (batch-64 GEMMs)", threads, *bounds[threads]))
             rows.append(("numpy NumpyMLP.fit", threads, *epoch_times(numpy_fit(x, y), arguments.epochs)))
+            # The parts of NumPy's epoch that are not matrix products, each timed alone.
+            parts[threads] = {"gather": gather_epoch(x, arguments.epochs)[0],
+                              "update": update_epoch(len(x), arguments.epochs)[0]}
     if not arguments.no_keras:
         # TensorFlow uses its own thread pools (default: all cores), not the BLAS limit above.
         rows.append(("keras fit", "tf", *epoch_times(keras_fit(x, y, fast=False), arguments.epochs)))
@@ -204,6 +236,8 @@ def main(argv=None) -> int:
     print()
     print("peak float32 matmul (2048x2048): " + ", ".join(
         f"{peaks[t]:.1f} GFLOP/s with {t} thread{'s' * (t > 1)}" for t in thread_counts))
+    print("an epoch's FLOPs at that peak (an ideal: products of batch-64 shapes never reach it): " + ", ".join(
+        f"{total / peaks[t] / 1e9:.3f} s with {t} thread{'s' * (t > 1)}" for t in thread_counts))
     print(f"bound used below: the fastest 'matmul bound' row, {best_bound:.3f} s/epoch = this epoch's "
           f"matmul FLOPs at the throughput measured for its own batch-64 shapes")
     header = f"{'variant':36s} {'threads':>7s} {'s/epoch':>8s} {'cpu s':>7s} {'GFLOP/s':>8s} {'% peak':>7s} {'x bound':>8s} {'x numpy':>8s}"
@@ -215,6 +249,15 @@ def main(argv=None) -> int:
         print(f"{name:36s} {threads!s:>7s} {wall:8.3f} {cpu:7.3f} {gflops:8.1f} {100 * gflops / peak:6.1f}% "
               f"{wall / best_bound:8.2f} {wall / best_numpy[2]:8.2f}")
     print(f"\nfastest NumPy: {best_numpy[1]} BLAS thread(s), {best_numpy[2] / best_bound:.2f}x the matrix-multiply bound")
+    threads, numpy_wall = best_numpy[1], best_numpy[2]
+    gemm, gather, update = bounds[threads][0], parts[threads]["gather"], parts[threads]["update"]
+    rest = numpy_wall - gemm - gather - update
+    print(f"where its {numpy_wall:.3f} s go (parts timed alone with {threads} BLAS thread(s); the rest by difference):")
+    for label, seconds in [("batch-64 matrix products (the bound)", gemm),
+                           ("gathering the shuffled batches", gather),
+                           ("SGD updates of all parameters", update),
+                           ("the rest: element-wise calls, Python, cache misses", rest)]:
+        print(f"  {label:52s} {seconds:6.3f} s  {100 * seconds / numpy_wall:5.1f} %")
     # On a shared machine other processes stretch wall times at random (wall >> CPU s); the ratio of
     # CPU seconds with the same thread count is then the steadier figure (same bound, same GEMMs).
     for name, threads, wall, cpu in numpy_rows:
