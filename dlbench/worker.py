@@ -50,11 +50,13 @@ def main(spec: runner.RunSpec) -> int:
     )
     energy = tracking.EnergyTracker(spec.country, spec.device, enabled=spec.energy)
     data_options = DataOptions(**spec.data_options)
+    # TensorFlow's start-up (a few seconds) happens before the run's clocks start, for every variant
+    # alike; experiments import Keras inside their functions, where it is then already loaded.
+    import keras
+
     try:
         with tracking.track(row, Path(spec.results_dir), data_options, energy) as run:
             row.device_name = check_device(spec.device)
-            import keras
-
             # Seeds Python, NumPy and TensorFlow at once; NumPy code also gets run.seed explicitly.
             keras.utils.set_random_seed(spec.seed)
             module.run(config, spec.variant, run)

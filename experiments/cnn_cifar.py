@@ -63,12 +63,13 @@ import dataclasses
 import math
 from typing import Literal
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from dlbench import config as config_module
 
+# Keras and TensorFlow are imported inside the functions that use them, not at the top: `dlbench list`
+# and the runner's parent process read VARIANTS and Config from this file without paying TensorFlow's
+# start-up (about 3 s and 0.5 GB); the worker process that trains imports them before its clocks start.
 VARIANTS = {
     "fc_sgd": "Model 1: fully connected 3072-1024-256-64-10, plain SGD",
     "fc_adam": "Model 1 again, trained with Adam",
@@ -145,6 +146,8 @@ def resolve(config: Config, variant: str) -> Config:
 
 
 def run(config: Config, variant: str, run) -> None:
+    import keras
+
     config = resolve(config, variant)
     run.record(config=config_module.to_json(config))  # The row shows the values actually used.
 
@@ -219,6 +222,9 @@ def channel_statistics(x_train: np.ndarray, normalization: str) -> tuple[np.ndar
 
 def make_pipeline(images, labels, config: Config, mean, std, training: bool = False, seed: int = 0):
     """uint8 images -> shuffled (training only), batched, optionally augmented, normalised float32 batches."""
+    import keras
+    import tensorflow as tf
+
     data = tf.data.Dataset.from_tensor_slices((images, labels))
     if training:
         data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
@@ -238,6 +244,8 @@ def make_pipeline(images, labels, config: Config, mean, std, training: bool = Fa
 
 
 def build_model(variant: str) -> keras.Sequential:
+    import keras
+
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant '{variant}'; valid: {', '.join(VARIANTS)}")
     if variant in ("fc_sgd", "fc_adam"):
@@ -293,6 +301,8 @@ def check_parameter_count(model: keras.Model, variant: str) -> None:
 
 def make_learning_rate(config: Config, steps_per_epoch: int):
     """A constant, or a schedule over the optimizer's step count (one step per batch)."""
+    import keras
+
     total_steps = config.epochs * steps_per_epoch
     if config.lr_schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
@@ -304,6 +314,8 @@ def make_learning_rate(config: Config, steps_per_epoch: int):
 
 
 def make_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    import keras
+
     learning_rate = make_learning_rate(config, steps_per_epoch)
     # global_clipnorm rescales the whole gradient when its norm exceeds the limit (the textbook
     # "clipping by norm"); Keras' clipnorm would clip each weight tensor separately.

@@ -30,12 +30,14 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import keras
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from dlbench.numpy_nn import INITIALIZERS, OPTIMIZERS, NumpyMLP
 
+# Keras and TensorFlow are imported inside the functions that use them, not at the top: `dlbench list`
+# and the runner's parent process read VARIANTS and Config from this file without paying TensorFlow's
+# start-up (about 3 s and 0.5 GB); the worker process that trains imports them before its clocks start.
 VARIANTS = {
     "numpy": "MLP written with NumPy only (forward/backward by hand, mini-batch SGD); CPU only",
     "keras": "the same MLP with keras.Sequential and model.fit(), same initial weights and SGD",
@@ -102,6 +104,8 @@ class Config:
 
 
 def run(config: Config, variant: str, run) -> None:
+    import keras
+
     # ---------------------------------------------------------------------------- Prepare the data
     # Pixels flattened to 784 values in [0, 1], as the course does.
     dataset = run.load_data(DATASET)
@@ -188,6 +192,8 @@ def run(config: Config, variant: str, run) -> None:
 
 
 def keras_hidden_activation(name: str):
+    import keras
+
     # Keras' leaky_relu slope defaults to 0.2; the course (and NumpyMLP) use 0.01. swish is silu.
     if name == "leaky_relu":
         return lambda z: keras.activations.leaky_relu(z, negative_slope=0.01)
@@ -195,6 +201,8 @@ def keras_hidden_activation(name: str):
 
 
 def keras_optimizer(config: Config) -> keras.optimizers.Optimizer:
+    import keras
+
     if config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=config.learning_rate)
     momentum = config.momentum if config.optimizer == "momentum" else 0.0
@@ -202,6 +210,8 @@ def keras_optimizer(config: Config) -> keras.optimizers.Optimizer:
 
 
 def build_keras_model(layer_sizes, config: Config, fast: bool = False) -> keras.Model:
+    import keras
+
     regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
     layers = [keras.Input(shape=(layer_sizes[0],))]
     for units in layer_sizes[1:-1]:

@@ -91,3 +91,16 @@ def test_earlier_rows_survive_later_runs(tmp_path, earlier):
     main(["run", "mlp_mnist", "--variants", "numpy", "--set", "epochs=1", "--no-energy", "--results-dir", str(tmp_path)])
     run_ids = [row["run_id"] for row in results.read_rows(tmp_path / "mlp_mnist.csv")]
     assert run_ids[:earlier] == [f"old{i}" for i in range(earlier)] and len(run_ids) == earlier + 1
+
+
+def test_planning_and_listing_never_load_tensorflow():
+    # The parent process only plans; TensorFlow's start-up (seconds, 0.5 GB) belongs to the workers.
+    probe = ("import sys\n"
+             "from dlbench import cli, registry, runner\n"
+             "for name in registry.EXPERIMENTS:\n"
+             "    runner.plan(name, None, ['cpu'], {'epochs': '1'})\n"
+             "cli.main(['list'])\n"
+             "print('LOADED', sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n")
+    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            check=True).stdout
+    assert "LOADED []" in output
