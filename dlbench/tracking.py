@@ -67,9 +67,11 @@ class EnergyTracker:
         if not self.enabled:
             return
         try:
-            # CodeCarbon logs at INFO before it applies log_level; keep the user's console readable.
-            logging.getLogger("codecarbon").setLevel(logging.ERROR)
             from codecarbon import OfflineEmissionsTracker
+
+            # Importing CodeCarbon sets its logger to INFO, and its constructor logs before it applies
+            # log_level: lower the level in between to keep the user's console readable.
+            logging.getLogger("codecarbon").setLevel(logging.ERROR)
 
             self._tracker = OfflineEmissionsTracker(**self.settings)
             self._tracker.start()
