@@ -42,20 +42,23 @@ def main(spec: runner.RunSpec) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     module = registry.get(spec.experiment)
     config = config_module.apply_overrides(module.Config(), spec.overrides)
-    row = spec.new_row(
-        config=config_module.to_json(config),
-        # Code that never goes through TensorFlow (the NumPy MLP) has no XLA setting to record.
-        jit_compile=("n/a" if spec.variant in getattr(module, "CPU_ONLY_VARIANTS", ())
-                     else str(getattr(config, "jit_compile", "n/a")).lower()),
-    )
+    # The experiment records what it actually used when that differs (the NumPy MLP has no XLA).
+    row = spec.new_row(config=config_module.to_json(config),
+                       jit_compile=str(getattr(config, "jit_compile", "n/a")).lower())
     energy = tracking.EnergyTracker(spec.country, spec.device, enabled=spec.energy)
     data_options = DataOptions(**spec.data_options)
     # TensorFlow's start-up (a few seconds) happens before the run's clocks start, for every variant
-    # alike; experiments import Keras inside their functions, where it is then already loaded.
-    import keras
+    # alike; experiments import Keras inside their functions, where it is then already loaded. A
+    # failed or interrupted import is raised inside the run below, so that the row says why.
+    try:
+        import keras
+    except BaseException as error:
+        keras, import_error = None, error
 
     try:
         with tracking.track(row, Path(spec.results_dir), data_options, energy) as run:
+            if keras is None:
+                raise import_error
             row.device_name = check_device(spec.device)
             # Seeds Python, NumPy and TensorFlow at once; NumPy code also gets run.seed explicitly.
             keras.utils.set_random_seed(spec.seed)

@@ -104,3 +104,13 @@ def test_planning_and_listing_never_load_tensorflow():
     output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
                             check=True).stdout
     assert "LOADED []" in output
+
+
+def test_a_worker_that_cannot_import_keras_writes_a_failed_row_that_says_why(tmp_path, monkeypatch):
+    from dlbench import runner, worker
+
+    [spec] = runner.plan("mlp_mnist", ["keras"], ["cpu"], {"epochs": "1"}, results_dir=str(tmp_path))
+    monkeypatch.setitem(sys.modules, "keras", None)  # `import keras` now raises ImportError.
+    assert worker.main(spec) == 1
+    [row] = results.read_rows(tmp_path / "mlp_mnist.csv")
+    assert row["status"] == "failed" and "ModuleNotFoundError" in row["error"] and "keras" in row["error"]
