@@ -387,8 +387,12 @@ class NumpyMLP:
         else:
             value = LOSSES[self.loss_name][0](targets, activations[-1])
         if self.l2:
-            value += self.l2 * sum(float(np.sum(w * w)) for w in self.weights)
+            value += self.l2_penalty()
         return value
+
+    def l2_penalty(self) -> float:
+        """l2 * (sum of every weight squared); biases are not penalised, as in Keras' kernel_regularizer."""
+        return self.l2 * sum(float(np.vdot(w, w)) for w in self.weights)
 
     def backward(self, pre_activations, activations, targets, out=None):
         """(dJ/dW, dJ/db) for every layer, for the batch-mean loss, from a forward pass. ``out``,
@@ -496,8 +500,8 @@ class NumpyMLP:
                                                 mode="clip")
                         pre_activations, activations = self.forward(batch_x, training=True)
                         self.backward(pre_activations, activations, batch_targets, out=gradient_views)
-                        update([self.parameters], [gradient])
-                        # Running figures over the epoch's batches, as Keras' fit() logs them.
+                        # Running figures over the epoch's batches, as Keras' fit() logs them: the loss
+                        # at the weights the batch went forward with, so before the update.
                         if labels is not None:
                             # Cheaper for softmax + cross-entropy with class labels: -log p(true class),
                             # clipped like Keras' probability loss (differs from the logits' loss only
@@ -507,12 +511,12 @@ class NumpyMLP:
                             batch_loss = -float(np.log(np.maximum(true_class, EPSILON)).sum()) / len(batch)
                             correct_sum += np.count_nonzero(activations[-1].argmax(axis=1) == batch_labels)
                             if self.l2:
-                                batch_loss += self.l2 * float(np.dot(self.parameters, self.parameters) -
-                                                              sum(np.dot(b, b) for b in self.biases))
+                                batch_loss += self.l2_penalty()
                         else:
                             batch_loss = self.loss(batch_targets, pre_activations, activations)
                             correct_sum += (self.accuracy(batch_targets, activations[-1]) or 0.0) * len(batch)
                         loss_sum += batch_loss * len(batch)
+                        update([self.parameters], [gradient])
                         if not np.isfinite(batch_loss):
                             self.diverged = True
                             break
@@ -538,7 +542,7 @@ class NumpyMLP:
                 if best_loss is None or logs["val_loss"] < best_loss:
                     best_loss, waited = logs["val_loss"], 0
                     best_parameters = self.parameters.copy()
-                elif waited >= early_stopping_patience and epoch > 0:
+                elif waited >= early_stopping_patience:
                     break
         if best_parameters is not None:
             self.parameters[...] = best_parameters

@@ -207,6 +207,19 @@ def test_l2_adds_keras_penalty_to_loss_and_two_l2_w_to_gradient():
         np.testing.assert_array_equal(ours, plain_gradient)
 
 
+@pytest.mark.parametrize("labels", [True, False], ids=["class labels", "one-hot targets"])
+def test_logged_loss_is_taken_before_the_update_as_keras_logs_it(labels):
+    # One full batch, one epoch: the logged loss is the loss at the starting weights, L2 penalty included.
+    rng = np.random.default_rng(8)
+    x, y = rng.random((32, 8), dtype=np.float32), rng.integers(0, 3, size=32)
+    model = NumpyMLP((8, 4, 3), seed=0, l2=0.5)
+    starting_loss = model.evaluate(x, y)[0]
+    history = model.fit(x, y if labels else np.eye(3, dtype=np.float32)[y], epochs=1, batch_size=32,
+                        learning_rate=1.0, shuffle=False)
+    np.testing.assert_allclose(history[0]["loss"], starting_loss, rtol=1e-5)
+    assert model.evaluate(x, y)[0] != pytest.approx(starting_loss, rel=1e-3)  # The step did change the weights.
+
+
 def test_dropout_only_in_training_and_keeps_the_expected_activation():
     model = NumpyMLP((50, 400, 3), seed=0, dropout=0.25)
     x = np.ones((200, 50), dtype=np.float32)
