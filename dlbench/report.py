@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pandas as pd
 
-from dlbench import results
+from dlbench import registry, results
 
 NUMERIC = ["test_accuracy", "test_loss", "time_first_epoch_s", "time_steady_epoch_s", "time_train_s",
            "time_total_s", "energy_kwh", "co2_kg", "parameters", "epochs_run", "n_train"]
@@ -25,20 +26,31 @@ def load_results(results_dir, experiment: str) -> pd.DataFrame:
     return frame
 
 
-def config_differences(frame: pd.DataFrame) -> pd.Series:
-    """For each row, the config values that differ from the most common value of that key across
-    the rows (e.g. 'learning_rate=0.1'); empty for a row with the usual configuration."""
-    configs = [json.loads(text) if text.startswith("{") else {} for text in frame["config"]]
-    keys = sorted({key for config in configs for key in config})
-    usual = {}
-    for key in keys:
+def _compact(config: dict) -> dict[str, str]:
+    """Each config value as its compact JSON text: what is compared and what is shown."""
+    return {key: json.dumps(value, separators=(",", ":")) for key, value in config.items()}
+
+
+def variant_defaults(experiment: str) -> dict[str, dict[str, str]]:
+    """The configuration each variant runs with when nothing is overridden (reads the experiment's
+    module, which does not load TensorFlow). An experiment whose variants have defaults of their own
+    fills them in with its resolve(config, variant)."""
+    module = registry.get(experiment)
+    resolve = getattr(module, "resolve", lambda config, variant: config)
+    return {variant: _compact(dataclasses.asdict(resolve(module.Config(), variant))) for variant in module.VARIANTS}
+
+
+def config_differences(frame: pd.DataFrame, defaults: dict[str, dict[str, str]]) -> pd.Series:
+    """For each row, the config values that differ from its variant's defaults (e.g.
+    'learning_rate=0.1'); empty for a row that ran with the defaults."""
+    differences = []
+    for variant, text in zip(frame["variant"], frame["config"]):
+        config, default = _compact(json.loads(text)) if text.startswith("{") else {}, defaults.get(variant, {})
         # A key missing from older rows (added to the config later, with a default that keeps the
         # old behaviour) is not a difference: only values actually recorded are compared.
-        values = pd.Series([json.dumps(c[key], separators=(",", ":")) for c in configs if key in c])
-        usual[key] = values.mode().iloc[0]
-    return pd.Series([" ".join(f"{k}={json.dumps(c[k], separators=(',', ':'))}" for k in keys
-                               if k in c and json.dumps(c[k], separators=(",", ":")) != usual[k])
-                      for c in configs], index=frame.index)
+        differences.append(" ".join(f"{key}={value}" for key, value in sorted(config.items())
+                                    if value != default.get(key)))
+    return pd.Series(differences, index=frame.index)
 
 
 def compare(results_dir, experiment: str) -> pd.DataFrame:
@@ -47,7 +59,7 @@ def compare(results_dir, experiment: str) -> pd.DataFrame:
     frame = frame[frame["status"] == results.STATUS_OK].copy()
     if frame.empty:
         raise ValueError(f"no successful runs for '{experiment}' in {results.results_path(results_dir, experiment)}")
-    frame["config_diff"] = config_differences(frame)
+    frame["config_diff"] = config_differences(frame, variant_defaults(experiment))
     frame["co2_g"] = frame["co2_kg"] * 1000.0
     keys = ["variant", "device", "dataset_source", "config_diff"]
     table = frame.groupby(keys, sort=True).agg(
