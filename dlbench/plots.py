@@ -31,10 +31,8 @@ DEVICE_COLOURS = {"cpu": "tab:blue", "gpu": "tab:orange"}
 
 def latest_runs(results_dir, experiment: str) -> pd.DataFrame:
     """The latest successful row per (variant, device), full-data rows preferred over sample rows."""
-    frame = report.load_results(results_dir, experiment)
-    frame = frame[frame["status"] == results.STATUS_OK]
-    if frame.empty:
-        raise ValueError(f"no successful runs for '{experiment}' in {results.results_path(results_dir, experiment)}")
+    frame = report.successful_rows(report.load_results(results_dir, experiment),
+                                   f"{results.results_path(results_dir, experiment)}")
     frame = frame.assign(_full=(frame["dataset_source"] == "full"), _order=range(len(frame)))
     frame = frame.sort_values(["_full", "_order"])  # The last row of each group is the one to show.
     chosen = frame.groupby(["variant", "device"], sort=False).tail(1)
@@ -51,16 +49,13 @@ def _data_note(rows: pd.DataFrame) -> str:
         "full data" if sources == {"full"} else "mixed full and SAMPLE data")
 
 
-def plot_training_curves(results_dir, experiment: str) -> list[Path]:
-    """One figure per (variant, device): accuracy and loss per epoch, train vs validation."""
-    results_dir = Path(results_dir)
-    out_dir = results_dir / "plots"
-    out_dir.mkdir(parents=True, exist_ok=True)
+def plot_training_curves(rows: pd.DataFrame, results_dir: Path, experiment: str) -> list[Path]:
+    """One figure per (variant, device) of ``rows``: accuracy and loss per epoch, train vs validation."""
     written = []
-    for _, row in latest_runs(results_dir, experiment).iterrows():
-        if not row["history_file"] or not (results_dir / row["history_file"]).exists():
+    for _, row in rows.iterrows():
+        history = report.history(results_dir, row)
+        if history is None:
             continue
-        history = pd.read_csv(results_dir / row["history_file"])
         figure, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
         panels = ((accuracy_axis, "accuracy", "accuracy (%)"), (loss_axis, "loss", "cross-entropy loss"))
         for axis, metric, label in panels:
@@ -86,17 +81,15 @@ def plot_training_curves(results_dir, experiment: str) -> list[Path]:
                         f"run {row['run_id']}",
                         fontsize=10)
         figure.tight_layout()
-        path = out_dir / f"{experiment}_curves_{row['variant']}_{row['device']}.png"
+        path = results_dir / "plots" / f"{experiment}_curves_{row['variant']}_{row['device']}.png"
         figure.savefig(path, dpi=110)
         plt.close(figure)
         written.append(path)
     return written
 
 
-def plot_summary(results_dir, experiment: str) -> Path:
+def plot_summary(rows: pd.DataFrame, results_dir: Path, experiment: str) -> Path:
     """Bars per variant: test accuracy, whole-run time, steady epoch time, CO2; CPU and GPU side by side."""
-    results_dir = Path(results_dir)
-    rows = latest_runs(results_dir, experiment)
     rows = rows.assign(test_accuracy_percent=100.0 * rows["test_accuracy"], co2_g=1000.0 * rows["co2_kg"])
     variants = list(dict.fromkeys(rows["variant"]))
     devices = [device for device in ("cpu", "gpu") if device in set(rows["device"])]
@@ -141,13 +134,15 @@ def plot_summary(results_dir, experiment: str) -> Path:
         axes[1, 1].set_title(f"CodeCarbon estimate, carbon intensity of {country}", fontsize=9)
     figure.suptitle(f"{experiment}: latest successful run per variant and device ({_data_note(rows)})")
     figure.tight_layout()
-    out_dir = results_dir / "plots"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{experiment}_summary.png"
+    path = results_dir / "plots" / f"{experiment}_summary.png"
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
 
 
 def plot_experiment(results_dir, experiment: str) -> list[Path]:
-    return [*plot_training_curves(results_dir, experiment), plot_summary(results_dir, experiment)]
+    """Both kinds of figure, from the latest successful run of each (variant, device), into results/plots."""
+    results_dir = Path(results_dir)
+    rows = latest_runs(results_dir, experiment)
+    (results_dir / "plots").mkdir(parents=True, exist_ok=True)
+    return [*plot_training_curves(rows, results_dir, experiment), plot_summary(rows, results_dir, experiment)]

@@ -26,6 +26,22 @@ def load_results(results_dir, experiment: str) -> pd.DataFrame:
     return frame
 
 
+def successful_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """The rows of runs that finished (status ok); an error saying so when there are none."""
+    frame = frame[frame["status"] == results.STATUS_OK]
+    if frame.empty:
+        raise ValueError(f"no successful runs in {where}")
+    return frame
+
+
+def history(results_dir, row) -> pd.DataFrame | None:
+    """The per-epoch history of one row, or None if the run wrote none."""
+    if not row.get("history_file"):
+        return None
+    path = Path(results_dir) / row["history_file"]
+    return pd.read_csv(path) if path.exists() else None
+
+
 def _compact(config: dict) -> dict[str, str]:
     """Each config value as its compact JSON text: what is compared and what is shown."""
     return {key: json.dumps(value, separators=(",", ":")) for key, value in config.items()}
@@ -55,10 +71,8 @@ def config_differences(frame: pd.DataFrame, defaults: dict[str, dict[str, str]])
 
 def compare(results_dir, experiment: str) -> pd.DataFrame:
     """Variant x device (x differing config x data source) -> mean metrics over successful runs."""
-    frame = load_results(results_dir, experiment)
-    frame = frame[frame["status"] == results.STATUS_OK].copy()
-    if frame.empty:
-        raise ValueError(f"no successful runs for '{experiment}' in {results.results_path(results_dir, experiment)}")
+    frame = successful_rows(load_results(results_dir, experiment),
+                            f"{results.results_path(results_dir, experiment)}").copy()
     frame["config_diff"] = config_differences(frame, variant_defaults(experiment))
     frame["co2_g"] = frame["co2_kg"] * 1000.0
     keys = ["variant", "device", "dataset_source", "config_diff"]

@@ -39,7 +39,7 @@ class Study:
     experiment: str
     description: str
     points: tuple[Point, ...]
-    plot: Callable[[pd.DataFrame, Path, Path], list[Path]]  # (rows, results_dir, plots_dir) -> PNGs
+    plot: Callable[[pd.DataFrame, Path, Path], list[Path]]  # (ok rows, results_dir, plots_dir) -> PNGs
     base: dict = dataclasses.field(default_factory=dict)  # The study's own defaults; --set may change them.
 
 
@@ -80,15 +80,10 @@ def latest_rows(study: Study, results_dir) -> pd.DataFrame:
     return frame[frame["group_id"] == frame["group_id"].iloc[-1]].copy()
 
 
-def history(results_dir, row) -> pd.DataFrame | None:
-    """The per-epoch history of one row, or None if the run wrote none."""
-    if not row.get("history_file"):
-        return None
-    path = Path(results_dir) / row["history_file"]
-    return pd.read_csv(path) if path.exists() else None
-
-
 def plot(study: Study, results_dir) -> list[Path]:
     plots_dir = Path(results_dir) / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
-    return study.plot(latest_rows(study, results_dir), Path(results_dir), plots_dir)
+    # Only runs that finished are drawn; a study whose every point failed says so instead of plotting.
+    rows = report.successful_rows(latest_rows(study, results_dir),
+                                  f"the latest invocation of study '{study.name}'")
+    return study.plot(rows, Path(results_dir), plots_dir)

@@ -31,7 +31,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dlbench.studies import Point, Study, history  # noqa: E402
+from dlbench.report import history  # noqa: E402
+from dlbench.studies import Point, Study  # noqa: E402
 
 EXPERIMENT = "mlp_mnist"
 COLORS = {"numpy": "tab:blue", "keras": "tab:orange", "keras_fast": "tab:green"}
@@ -61,16 +62,12 @@ def _extra(row, key):
         return None
 
 
-def _ok(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["status"] == "ok"]
-
-
 # ------------------------------------------------------------------------------------ architecture
 ARCHITECTURES = ("16", "64", "256", "64,32", "256,128,64")
 
 
 def plot_architecture(frame, results_dir, plots_dir):
-    frame = _ok(frame).copy()
+    frame = frame.copy()
     frame["co2_g"] = frame["co2_kg"] * 1000
     figure, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     for variant, rows in frame.groupby("variant"):
@@ -101,7 +98,7 @@ LEARNING_RATES = ("0.0001", "0.001", "0.01", "0.1", "1", "3")
 
 
 def plot_learning_rate(frame, results_dir, plots_dir):
-    frame = _ok(frame).copy()
+    frame = frame.copy()
     frame["learning_rate"] = [json.loads(c)["learning_rate"] for c in frame["config"]]
     figure, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     for variant, rows in frame.groupby("variant"):
@@ -141,7 +138,7 @@ GRADIENT_DESCENT = (("full batch", "60000"), ("mini-batch 64", "64"), ("online (
 
 def plot_gradient_descent(frame, results_dir, plots_dir):
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    for _, row in _ok(frame).iterrows():
+    for _, row in frame.iterrows():
         epochs = history(results_dir, row)
         if epochs is None:
             continue
@@ -165,7 +162,7 @@ OVERTRAINING_BASE = {"split": "course", "validation_fraction": "0.2", "train_sub
 
 
 def plot_overtraining(frame, results_dir, plots_dir):
-    rows = list(_ok(frame).iterrows())
+    rows = list(frame.iterrows())
     figure, axes = plt.subplots(2, max(len(rows), 1), figsize=(4.2 * max(len(rows), 1), 8), squeeze=False)
     for column, (_, row) in enumerate(rows):
         epochs = history(results_dir, row)
@@ -194,7 +191,6 @@ DEEP = {"hidden_units": ",".join(["32"] * 8)}
 
 
 def plot_activations(frame, results_dir, plots_dir):
-    frame = _ok(frame)
     shallow = frame[~frame["study_point"].str.startswith("deep")]
     deep = frame[frame["study_point"].str.startswith("deep")]
     figure, axes = plt.subplots(1, 3, figsize=(16, 4.8))

@@ -1,6 +1,6 @@
 import pytest
 
-from dlbench import studies
+from dlbench import results, studies
 from dlbench.cli import main
 
 
@@ -46,3 +46,12 @@ def test_user_overrides_change_the_study_base_but_keep_the_rest():
     specs = studies.plan(study, {"epochs": "5"}, None, ["cpu"], results_dir="unused")
     assert all(spec.overrides["epochs"] == "5" and spec.overrides["train_subset"] == "2000" for spec in specs)
     assert [spec.overrides.get("dropout") for spec in specs][-1] == "0.3"
+
+
+def test_plot_of_a_study_whose_every_point_failed_is_a_clear_error(tmp_path, capsys):
+    for index in range(2):
+        results.append_row(results.results_path(tmp_path, "mlp_mnist"), results.ResultRow(
+            run_id=f"run{index}", experiment="mlp_mnist", variant="numpy", status="failed", group_id="g1",
+            study="mlp_learning_rate", study_point=f"lr={index}"))
+    assert main(["study", "mlp_learning_rate", "--plot-only", "--results-dir", str(tmp_path)]) == 2
+    assert "no successful runs in the latest invocation of study 'mlp_learning_rate'" in capsys.readouterr().err
