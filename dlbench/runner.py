@@ -52,7 +52,8 @@ class RunSpec:
             git_commit=environment.git_commit(), host=environment.host(), **environment.versions(), **fields)
 
     def label(self) -> str:
-        return f"{self.experiment}/{self.variant}/{self.device}" + (f"#{self.repeat}" if self.repeat else "")
+        return (f"{self.experiment}/{self.variant}/{self.device}" + (f"#{self.repeat}" if self.repeat else "")
+                + (f" [{self.study_point}]" if self.study_point else ""))
 
 
 def new_id() -> str:
@@ -70,17 +71,25 @@ def parse_devices(text: str | None) -> list[str] | None:
 
 
 def plan(experiment: str, variants: list[str] | None, devices: list[str] | None, overrides: dict,
-         repeats: int = 1, seed: int = 0, data_options: DataOptions | None = None,
-         results_dir: str = "results", country: str = "FRA", energy: bool = True,
-         group_id: str | None = None, study: str = "", study_point: str = "") -> list[RunSpec]:
+         **options) -> list[RunSpec]:
+    """Specs for the chosen variants (default: all) with the same overrides; see plan_points."""
+    variants = variants or list(registry.variants(registry.get(experiment)))
+    return plan_points(experiment, [(variant, overrides, "") for variant in variants], devices, **options)
+
+
+def plan_points(experiment: str, points: list[tuple[str, dict, str]], devices: list[str] | None,
+                repeats: int = 1, seed: int = 0, data_options: DataOptions | None = None,
+                results_dir: str = "results", country: str = "FRA", energy: bool = True,
+                group_id: str | None = None, study: str = "") -> list[RunSpec]:
+    """Specs for every (variant, overrides, study point label) on every device, repeated; everything is
+    checked (variants, overrides, devices, GPU) before anything runs, each message said once."""
     module = registry.get(experiment)
     known = registry.variants(module)
-    variants = variants or list(known)
-    for variant in variants:
+    for variant, overrides, _ in points:
         if variant not in known:
             raise RunnerError(f"unknown variant '{variant}' for {experiment}; valid: {', '.join(known)}")
-    # Check overrides here, once, so a typo fails before any run starts.
-    config_module.apply_overrides(module.Config(), overrides)
+        # Check overrides here, once, so a typo fails before any run starts.
+        config_module.apply_overrides(module.Config(), overrides)
     if repeats < 1:
         raise RunnerError("--repeats must be at least 1")
 
@@ -92,18 +101,21 @@ def plan(experiment: str, variants: list[str] | None, devices: list[str] | None,
             raise RunnerError(f"a GPU run was requested but no GPU is usable: {reason}. "
                               f"Run with DEVICES=cpu (--devices cpu), or install dlbench[gpu] on a GPU machine.")
 
-    specs = []
+    specs, skipped = [], {}
     group_id = group_id or new_id()
     data_options = dataclasses.asdict(data_options or DataOptions.from_environment())
     for repeat in range(repeats):
-        for variant in variants:
+        for variant, overrides, study_point in points:
             for device in devices:
                 if device not in registry.devices_for(module, variant):
-                    print(f"[dlbench] skipping {experiment}/{variant} on {device}: this variant runs on CPU only",
-                          file=sys.stderr)
+                    skipped[variant, device] = True
                     continue
                 specs.append(RunSpec(experiment, variant, device, repeat, seed + repeat, dict(overrides),
-                                     data_options, str(results_dir), country, energy, new_id(), group_id, study, study_point))
+                                     data_options, str(results_dir), country, energy, new_id(), group_id,
+                                     study, study_point))
+    for variant, device in skipped:
+        print(f"[dlbench] skipping {experiment}/{variant} on {device}: this variant runs on CPU only",
+              file=sys.stderr)
     if not specs:
         raise RunnerError("nothing to run: the chosen variants do not run on the chosen devices")
     # Say up front when a run will take hours on this CPU, before the user walks away.

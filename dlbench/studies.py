@@ -57,17 +57,11 @@ def plan(study: Study, user_overrides: dict, variants: list[str] | None, devices
          **plan_options) -> list[runner.RunSpec]:
     """Specs for every point. Precedence: the study's base settings, then the user's --set (e.g. fewer
     epochs for every point), then the keys the point itself varies, which always win."""
-    group_id = runner.new_id()
-    specs = []
-    for point in study.points:
-        if variants and point.variant not in variants:
-            continue
-        overrides = {**study.base, **user_overrides, **point.overrides}
-        specs += runner.plan(study.experiment, [point.variant], devices, overrides, **plan_options,
-                             group_id=group_id, study=study.name, study_point=point.label)
-    if not specs:
+    points = [(point.variant, {**study.base, **user_overrides, **point.overrides}, point.label)
+              for point in study.points if not variants or point.variant in variants]
+    if not points:
         raise runner.RunnerError(f"study {study.name} has no point for variants {variants}")
-    return specs
+    return runner.plan_points(study.experiment, points, devices, **plan_options, study=study.name)
 
 
 def latest_rows(study: Study, results_dir) -> pd.DataFrame:

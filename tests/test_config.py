@@ -60,11 +60,12 @@ def test_cli_bad_input_is_one_line_and_exit_2(arguments, message, capsys):
     assert error.count("\n") == 1
 
 
-def test_cli_gpu_requested_but_absent_is_exit_2(monkeypatch, capsys):
+def test_cli_gpu_requested_but_absent_is_exit_2(monkeypatch, capsys, request):
     from dlbench import environment
 
     monkeypatch.setattr(environment, "nvidia_gpu_listed", lambda: False)
     environment.gpu_available.cache_clear()
+    request.addfinalizer(environment.gpu_available.cache_clear)  # Later tests see the real machine.
     assert main(["run", "mlp_mnist", "--variants", "keras", "--devices", "gpu"]) == 2
     assert "no GPU is usable" in capsys.readouterr().err
 

@@ -55,3 +55,14 @@ def test_plot_of_a_study_whose_every_point_failed_is_a_clear_error(tmp_path, cap
             study="mlp_learning_rate", study_point=f"lr={index}"))
     assert main(["study", "mlp_learning_rate", "--plot-only", "--results-dir", str(tmp_path)]) == 2
     assert "no successful runs in the latest invocation of study 'mlp_learning_rate'" in capsys.readouterr().err
+
+
+def test_a_gpu_study_keeps_its_gpu_points_and_says_once_what_it_skips(monkeypatch, capsys):
+    from dlbench import environment
+
+    monkeypatch.setattr(environment, "gpu_available", lambda: (True, "fake"))
+    study = studies.get("mlp_overtraining")  # Its first point is NumPy (CPU only), the others Keras.
+    specs = studies.plan(study, {}, None, ["gpu"], results_dir="unused")
+    assert {(spec.variant, spec.device) for spec in specs} == {("keras", "gpu")}
+    assert len(specs) == sum(point.variant == "keras" for point in study.points)
+    assert capsys.readouterr().err.count("skipping mlp_mnist/numpy on gpu") == 1
