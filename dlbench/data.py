@@ -47,6 +47,11 @@ class Dataset:
     origin: str  # Human-readable provenance: a path, "keras cache: ...", "keras download", ...
     class_names: tuple[str, ...] = ()
 
+    def __post_init__(self):
+        # Every loader's labels alike, whatever the file stored: a flat (N,) int64 array.
+        self.y_train = normalize_labels(self.y_train, "y_train")
+        self.y_test = normalize_labels(self.y_test, "y_test")
+
 
 @dataclasses.dataclass(frozen=True)
 class DataOptions:
@@ -106,8 +111,7 @@ def _from_keras(name: str, cached_file: str, allow_download: bool, class_names, 
         (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as error:  # Offline, proxy, corrupted cache: all mean "not available here".
         return None, f"Keras cache {cached} / download: {type(error).__name__}: {error}"
-    return Dataset(name, x_train, normalize_labels(y_train), x_test, normalize_labels(y_test), SOURCE_FULL,
-                   origin + note, tuple(class_names)), ""
+    return Dataset(name, x_train, y_train, x_test, y_test, SOURCE_FULL, origin + note, tuple(class_names)), ""
 
 
 def load_mnist(options: DataOptions) -> Dataset:
@@ -163,9 +167,9 @@ def _decode_cifar10_jpeg_npz(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as data:
         return {
             "x_train": decode_jpeg_images(data["train_jpeg_bytes"], data["train_jpeg_offsets"]),
-            "y_train": normalize_labels(data["y_train"], "y_train"),
+            "y_train": data["y_train"],
             "x_test": decode_jpeg_images(data["test_jpeg_bytes"], data["test_jpeg_offsets"]),
-            "y_test": normalize_labels(data["y_test"], "y_test"),
+            "y_test": data["y_test"],
         }
 
 

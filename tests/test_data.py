@@ -16,11 +16,12 @@ def test_falls_back_loudly_to_the_real_sample(capsys):
 
 def test_data_dir_wins_when_it_has_the_file(tmp_path):
     sample = data.load("mnist", data.DataOptions())
-    np.savez(tmp_path / "mnist.npz", x_train=sample.x_train[:30], y_train=sample.y_train[:30],
+    np.savez(tmp_path / "mnist.npz", x_train=sample.x_train[:30], y_train=sample.y_train[:30].astype(np.uint8),
              x_test=sample.x_test[:10], y_test=sample.y_test[:10])
     dataset = data.load("mnist", data.DataOptions(data_dir=str(tmp_path)))
     assert dataset.source == "full" and dataset.origin == str(tmp_path / "mnist.npz")
     assert len(dataset.x_train) == 30
+    assert dataset.y_train.dtype == np.int64  # Labels alike from every loader, as Keras' own mnist.npz stores uint8.
 
 
 def test_environment_variable_gives_the_data_dir(tmp_path, monkeypatch):
