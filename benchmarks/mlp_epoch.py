@@ -91,7 +91,8 @@ def gemm_bound_epoch(samples: int, repeats: int) -> tuple[float, float]:
     rng = np.random.default_rng(0)
     weights = [rng.random((n_in, n_out), dtype=np.float32) for n_in, n_out in zip(LAYER_SIZES[:-1], LAYER_SIZES[1:])]
     activations = [rng.random((BATCH_SIZE, n), dtype=np.float32) for n in LAYER_SIZES]
-    deltas = [np.empty((BATCH_SIZE, n), np.float32) for n in LAYER_SIZES]
+    # Input gradients of the hidden layers only: the first layer's inputs need none.
+    deltas = {layer: np.empty((BATCH_SIZE, LAYER_SIZES[layer]), np.float32) for layer in range(1, len(LAYER_SIZES) - 1)}
     gradients = [np.empty_like(w) for w in weights]
     batches = -(-samples // BATCH_SIZE)
 
@@ -134,7 +135,7 @@ def update_epoch(samples: int, repeats: int) -> tuple[float, float]:
 
 
 def epoch_times(fit, epochs: int) -> tuple[float, float]:
-    """Median wall and CPU seconds of the epochs after the first; ``fit(epochs, on_epoch_end)``."""
+    """Median wall and CPU seconds of the epochs after the first; ``fit(epochs, on_epoch_begin, on_epoch_end)``."""
     walls, cpus, marks = [], [], {}
 
     def on_epoch_begin():
@@ -178,7 +179,7 @@ def keras_fit(x, y, fast: bool):
         keras.utils.set_random_seed(0)
         model = build_keras_model(LAYER_SIZES, Config(), fast=fast)
         numpy_model = NumpyMLP(LAYER_SIZES, seed=0)
-        model.set_weights([array for pair in zip(numpy_model.weights, numpy_model.biases) for array in pair])
+        model.set_weights(numpy_model.get_weights())
         model.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, shuffle=True, verbose=0,
                   callbacks=[Timer(on_epoch_begin, on_epoch_end)])
     return fit
@@ -204,7 +205,7 @@ def main(argv=None) -> int:
 
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
     print("load before:", uptime())
-    blas = threadpool_info()[0] if threadpool_info() else {}
+    blas = next((pool for pool in threadpool_info() if pool["user_api"] == "blas"), {})
     print(f"numpy {np.__version__}, BLAS {blas.get('internal_api', '?')} {blas.get('version', '')} "
           f"({blas.get('architecture', '?')}), {os.cpu_count()} CPUs, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")

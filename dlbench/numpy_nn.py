@@ -72,13 +72,23 @@ class Activation:
         return upstream * self.derivative(z)
 
 
+def sigmoid_derivative(z):
+    s = sigmoid(z)  # Once: the derivative is s (1 - s).
+    return s * (1 - s)
+
+
+def swish_derivative(z):
+    s = sigmoid(z)
+    return s * (1 + z * (1 - s))
+
+
 def activation(name: str, max_value: float | None = None, alpha: float | None = None) -> Activation:
     """An activation by Keras name. ``max_value`` caps ReLU; ``alpha`` is leaky ReLU's slope
     (default 0.01, the course's value; Keras' own default is 0.2) or ELU's scale (default 1.0)."""
     if name == "linear":
         return Activation(name, lambda z: z, lambda z: np.ones_like(z))
     if name == "sigmoid":
-        return Activation(name, sigmoid, lambda z: sigmoid(z) * (1 - sigmoid(z)))
+        return Activation(name, sigmoid, sigmoid_derivative)
     if name == "tanh":
         return Activation(name, np.tanh, lambda z: 1 - np.tanh(z) ** 2)
     if name == "relu":
@@ -98,8 +108,7 @@ def activation(name: str, max_value: float | None = None, alpha: float | None = 
     if name == "softplus":
         return Activation(name, lambda z: np.logaddexp(0, z), sigmoid)  # log(1 + e^z), overflow-free.
     if name == "swish":
-        return Activation(name, lambda z: z * sigmoid(z),
-                          lambda z: sigmoid(z) * (1 + z * (1 - sigmoid(z))))
+        return Activation(name, lambda z: z * sigmoid(z), swish_derivative)
     if name == "softmax":
         return Activation(name, softmax, None)
     raise ValueError(f"unknown activation '{name}'; valid: {', '.join(ACTIVATIONS)}")
@@ -339,6 +348,10 @@ class NumpyMLP:
 
     def layer_shapes(self):
         return list(zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
+
+    def get_weights(self) -> list[np.ndarray]:
+        """[W_1, b_1, W_2, b_2, ...]: the order of keras.Model.get_weights() and set_weights()."""
+        return [array for pair in zip(self.weights, self.biases) for array in pair]
 
     def split(self, flat):
         """Views of a flat parameter-sized array as per-layer (weights, biases) lists."""
@@ -601,7 +614,8 @@ class _FastSteps:
         as the general loop's running figures, and stops after a batch whose loss is NaN."""
         batch_size, update, parameters, gradient = self.batch_size, self.update, [self.parameters], [self.gradient]
         true_probabilities, predicted = self.true_probabilities, self.predicted
-        flat_targets = self.labels[order] + self.row_offsets
+        self.epoch_labels = self.labels[order]  # Also what running_figures() counts hits against.
+        flat_targets = self.epoch_labels + self.row_offsets
         matmul, add, maximum, greater, multiply = np.matmul, np.add, np.maximum, np.greater, np.multiply
         zero = self.zero
         n = len(order)
@@ -652,13 +666,14 @@ class _FastSteps:
             update(parameters, gradient)
             if nan_loss:
                 break
-        return (*self.running_figures(order[:end]), begin)
+        return (*self.running_figures(end), begin)
 
-    def running_figures(self, samples):
-        """(loss sum, correct count) over the batches run, summed exactly as the general loop does:
+    def running_figures(self, seen):
+        """(loss sum, correct count) over the first ``seen`` samples of the epoch (the batches run),
+        summed exactly as the general loop does:
         per batch -sum(log(max(p_true, EPSILON))) in float32 (the same pairwise sums over rows of
         batch_size), then added in float64."""
-        seen, batch_size = len(samples), self.batch_size
+        batch_size = self.batch_size
         logs = np.log(np.maximum(self.true_probabilities[:seen], EPSILON))
         full = seen // batch_size
         sums = logs[:full * batch_size].reshape(full, batch_size).sum(axis=1).tolist()
@@ -669,7 +684,7 @@ class _FastSteps:
         loss_sum = 0.0
         for log_sum, size in zip(sums, sizes):
             loss_sum += -log_sum / size * size
-        return loss_sum, np.count_nonzero(self.predicted[:seen] == self.labels[samples])
+        return loss_sum, np.count_nonzero(self.predicted[:seen] == self.epoch_labels[:seen])
 
 
 class _FastBuffers:

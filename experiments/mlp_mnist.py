@@ -143,7 +143,7 @@ def run(config: Config, variant: str, run) -> None:
                                initializer=config.initializer, l2=config.l2, dropout=config.dropout)
         if variant != "numpy":
             model = build_keras_model(layer_sizes, config, fast=variant == "keras_fast")
-            model.set_weights([array for pair in zip(numpy_model.weights, numpy_model.biases) for array in pair])
+            model.set_weights(numpy_model.get_weights())
     run.record(parameters=numpy_model.count_params())
     if variant == "numpy":
         # The vanishing-gradient picture of the course: ||dJ/dW|| of every layer before any training.
