@@ -161,19 +161,19 @@ def run(config: Config, variant: str, run) -> None:
                                 momentum=config.momentum, validation_data=validation_data,
                                 early_stopping_patience=config.early_stopping_patience, seed=run.seed,
                                 on_epoch_end=lambda seconds, logs: run.record_epoch(seconds, **logs))
-            diverged = numpy_model.diverged
         else:
             callbacks = [run.keras_callback(), keras.callbacks.TerminateOnNaN()]
             if config.early_stopping_patience:
                 callbacks.append(keras.callbacks.EarlyStopping(
                     monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True))
-            history = model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
-                                validation_data=validation_data, shuffle=True, verbose=2, callbacks=callbacks)
-            diverged = not all(math.isfinite(loss) for loss in history.history["loss"])
+            model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
+                      validation_data=validation_data, shuffle=True, verbose=2, callbacks=callbacks)
+    # Both variants log the epoch whose loss became NaN/inf before they stop (NumpyMLP.fit,
+    # keras.callbacks.TerminateOnNaN), so the recorded epochs tell divergence for both.
+    diverged = not all(math.isfinite(epoch["loss"]) for epoch in run.epochs)
     # With ReLU units a too-large step often kills the network instead of overflowing: the loss
     # sticks at the uniform-guess level ln(10). Record that failure too, apart from NaN/inf.
-    final_loss = run.epochs[-1]["loss"] if run.epochs else math.nan
-    failed_to_learn = diverged or not math.isfinite(final_loss) or final_loss >= math.log(10)
+    failed_to_learn = diverged or not run.epochs or run.epochs[-1]["loss"] >= math.log(10)
     run.record_metrics(diverged=float(diverged), failed_to_learn=float(failed_to_learn))
     if variant == "numpy":
         run.record_metrics(blas_threads=NUMPY_BLAS_THREADS)
