@@ -110,9 +110,11 @@ def plan_points(experiment: str, points: list[tuple[str, dict, str]], devices: l
                 if device not in registry.devices_for(module, variant):
                     skipped[variant, device] = True
                     continue
-                specs.append(RunSpec(experiment, variant, device, repeat, seed + repeat, dict(overrides),
-                                     data_options, str(results_dir), country, energy, new_id(), group_id,
-                                     study, study_point))
+                specs.append(RunSpec(
+                    experiment=experiment, variant=variant, device=device, repeat=repeat, seed=seed + repeat,
+                    overrides=dict(overrides), data_options=data_options, results_dir=str(results_dir),
+                    country=country, energy=energy, run_id=new_id(), group_id=group_id, study=study,
+                    study_point=study_point))
     for variant, device in skipped:
         print(f"[dlbench] skipping {experiment}/{variant} on {device}: this variant runs on CPU only",
               file=sys.stderr)
