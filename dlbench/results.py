@@ -51,22 +51,42 @@ class ResultRow:
     config: str = ""  # JSON of the experiment's config dataclass, overrides applied.
     jit_compile: str = ""  # "true" / "false", or "n/a" for code that does not run through XLA.
     parameters: int | None = None
-    epochs_run: int | None = None
-    # Metrics.
+    # The experiment's declared headline metric: what compare, plots and reports rank on.
+    metric: str = ""  # Its name, e.g. test_accuracy, dice, fcd.
+    metric_direction: str = ""  # "max" (higher is better) or "min".
+    metric_value: float | None = None
+    # Classification metrics (empty for topics that have none).
     test_accuracy: float | None = None
     test_loss: float | None = None
-    train_accuracy: float | None = None  # Last epoch, as reported during training.
-    validation_accuracy: float | None = None  # Last epoch.
+    train_accuracy: float | None = None  # Last unit, as reported during training.
+    validation_accuracy: float | None = None  # Last unit.
     extra_metrics: str = ""  # JSON of any further metrics an experiment reports (F1, Dice, ...).
+    # Progress: epochs, episodes or steps.
+    progress_unit: str = ""
+    units_planned: int | None = None
+    units_run: int | None = None
     # Timings in seconds (time.perf_counter).
     time_data_s: float | None = None
     time_build_s: float | None = None
-    time_first_epoch_s: float | None = None  # Includes tracing / XLA compilation.
-    time_steady_epoch_s: float | None = None  # Median of the epochs after the first.
+    time_first_unit_s: float | None = None  # Includes tracing / XLA compilation.
+    time_steady_unit_s: float | None = None  # Median of the units after the first.
     time_train_s: float | None = None
     time_eval_s: float | None = None
     time_total_s: float | None = None
-    train_samples_per_s: float | None = None  # Steady state: n_train / time_steady_epoch_s.
+    phase_times: str = ""  # JSON: seconds of every phase the experiment opened (data, build, rollout...).
+    throughput: float | None = None  # Steady state, in throughput_unit.
+    throughput_unit: str = ""  # images/s, tokens/s, environment steps/s...
+    # Time-to-target: when the validation metric first reached the experiment's declared target.
+    target: float | None = None
+    time_to_target_s: float | None = None
+    energy_to_target_kwh: float | None = None
+    # Forecast of the whole run, made from the first steady unit (carbontracker's idea).
+    forecast_after_unit: int | None = None
+    forecast_time_s: float | None = None
+    forecast_kwh: float | None = None
+    forecast_co2_kg: float | None = None
+    forecast_time_error: float | None = None  # (forecast - actual) / actual.
+    forecast_kwh_error: float | None = None
     # Energy and emissions (CodeCarbon), for the whole run: data, build, training and evaluation.
     energy_cpu_kwh: float | None = None
     energy_gpu_kwh: float | None = None
@@ -87,7 +107,15 @@ class ResultRow:
     dlbench_version: str = ""
     git_commit: str = ""
     host: str = ""
-    history_file: str = ""  # Per-epoch history, relative to the results directory.
+    # Files beside the record, relative to the results directory.
+    history_file: str = ""  # Per-unit history (CSV).
+    artifacts_dir: str = ""  # Figures, grids, curves the experiment wrote.
+    log_file: str = ""  # The worker's silenced start-up lines (TensorFlow's) and any traceback.
+
+
+# Columns of results written by dlbench 0.1, and what they are called now.
+LEGACY_RENAMES = {"epochs_run": "units_run", "time_first_epoch_s": "time_first_unit_s",
+                  "time_steady_epoch_s": "time_steady_unit_s", "train_samples_per_s": "throughput"}
 
 
 COLUMNS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(ResultRow))

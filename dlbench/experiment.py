@@ -1,0 +1,73 @@
+"""The experiment contract: what every ``experiments/<topic>.py`` declares once, at its end.
+
+    EXPERIMENT = Experiment(
+        title="...", dataset="mnist", metric=Metric("test_accuracy", higher_is_better=True),
+        progress_unit="epoch", throughput_unit="images/s", run=run,
+        variants={"numpy": Variant("...", Config(), devices=("cpu",), uses_tensorflow=False), ...})
+
+Every variant carries a complete config (no field left at ``None`` for "the variant decides");
+``--set key=value`` applies on top of it with type-checked overrides. The harness reads only this
+declaration: nothing else of an experiment module is looked up by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+DEVICES = ("cpu", "gpu")
+PROGRESS_UNITS = ("epoch", "episode", "step")
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """The headline metric of a topic: a row column (``test_accuracy``) or a key of the metrics the
+    experiment records (``dice``, ``fcd``, ``mean_score``), and which way is better."""
+
+    name: str
+    higher_is_better: bool = True
+    # A target on the validation metric logged per unit, for time-to-target (None: no target).
+    target: float | None = None
+
+    @property
+    def direction(self) -> str:
+        return "max" if self.higher_is_better else "min"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    description: str
+    config: object  # A complete instance of the experiment's Config dataclass.
+    devices: tuple[str, ...] = DEVICES
+    # Said before a CPU run starts when it takes long there (e.g. "about an hour on 2 cores").
+    slow_on_cpu: str | None = None
+    # False for code that never touches TensorFlow (the NumPy MLP): its worker does not import it.
+    uses_tensorflow: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    title: str
+    dataset: str
+    variants: dict[str, Variant]
+    run: Callable  # run(config, variant_name, record) -> None
+    metric: Metric
+    progress_unit: str = "epoch"
+    throughput_unit: str = "images/s"  # What the steady-state throughput counts per second.
+
+    def __post_init__(self):
+        if not self.variants:
+            raise ValueError(f"{self.title}: an experiment needs at least one variant")
+        config_types = {type(variant.config) for variant in self.variants.values()}
+        if len(config_types) != 1 or not dataclasses.is_dataclass(next(iter(config_types))):
+            raise ValueError(f"{self.title}: every variant needs a config of the same dataclass")
+        if self.progress_unit not in PROGRESS_UNITS:
+            raise ValueError(f"progress_unit must be one of {', '.join(PROGRESS_UNITS)}")
+        for name, variant in self.variants.items():
+            unknown = set(variant.devices) - set(DEVICES)
+            if unknown or not variant.devices:
+                raise ValueError(f"variant {name}: devices must be among {', '.join(DEVICES)}")
+
+    @property
+    def config_class(self) -> type:
+        return type(next(iter(self.variants.values())).config)
