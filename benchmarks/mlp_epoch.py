@@ -149,9 +149,11 @@ def epoch_times(fit, epochs: int) -> tuple[float, float]:
     return statistics.median(walls[1:]), statistics.median(cpus[1:])
 
 
-def numpy_fit(x, y):
+def numpy_fit(x, y, fast: bool):
+    """The `numpy` variant (the readable forward()/backward() loop) or `numpy_fast` (the fused loop)."""
     def fit(epochs, on_epoch_begin, on_epoch_end):
         model = NumpyMLP(LAYER_SIZES, seed=0)
+        model.fast_path = fast
         # NumpyMLP reports an epoch's end; the next epoch begins right after it.
         on_epoch_begin()
         model.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
@@ -162,7 +164,7 @@ def numpy_fit(x, y):
 def keras_fit(x, y, fast: bool):
     import keras
 
-    from experiments.mlp_mnist import Config, build_keras_model
+    from experiments.mlp_mnist import FAST_STEPS_PER_EXECUTION, Config, build_keras_model
 
     class Timer(keras.callbacks.Callback):
         def __init__(self, begin, end):
@@ -177,7 +179,8 @@ def keras_fit(x, y, fast: bool):
 
     def fit(epochs, on_epoch_begin, on_epoch_end):
         keras.utils.set_random_seed(0)
-        model = build_keras_model(LAYER_SIZES, Config(), fast=fast)
+        config = (Config(jit_compile=True, steps_per_execution=FAST_STEPS_PER_EXECUTION) if fast else Config())
+        model = build_keras_model(LAYER_SIZES, config)
         numpy_model = NumpyMLP(LAYER_SIZES, seed=0)
         model.set_weights(numpy_model.get_weights())
         model.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, shuffle=True, verbose=0,
@@ -222,7 +225,10 @@ def main(argv=None) -> int:
             peaks[threads] = matmul_peak_gflops()
             bounds[threads] = gemm_bound_epoch(len(x), repeats=arguments.epochs)
             rows.append(("matmul bound (batch-64 GEMMs)", threads, *bounds[threads]))
-            rows.append(("numpy NumpyMLP.fit", threads, *epoch_times(numpy_fit(x, y), arguments.epochs)))
+            rows.append(("numpy_fast NumpyMLP.fit", threads,
+                         *epoch_times(numpy_fit(x, y, fast=True), arguments.epochs)))
+            rows.append(("numpy NumpyMLP.fit (readable loop)", threads,
+                         *epoch_times(numpy_fit(x, y, fast=False), arguments.epochs)))
             # The parts of NumPy's epoch that are not matrix products, each timed alone.
             parts[threads] = {"gather": gather_epoch(x, arguments.epochs)[0],
                               "update": update_epoch(len(x), arguments.epochs)[0]}

@@ -11,7 +11,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from dlbench import config as config_module  # noqa: E402
-from dlbench import registry, runner, tracking  # noqa: E402
+from dlbench import registry, results, runner, tracking  # noqa: E402
 from dlbench.data import DataOptions  # noqa: E402
 
 EXIT_BAD_INPUT = 2
@@ -23,17 +23,24 @@ def default_results_dir() -> str:
 
 def command_list(arguments) -> int:
     for name in registry.EXPERIMENTS:
-        module = registry.get(name)
-        summary = (module.__doc__ or "").strip().splitlines()
-        title = summary[0].removeprefix("Title:").strip() if summary else ""
-        print(f"{name}: {title}")
-        for variant, description in registry.variants(module).items():
-            devices = ",".join(registry.devices_for(module, variant))
-            print(f"  variant {variant} [{devices}]: {description}")
-        types_by_name = config_module.field_types(module.Config)
-        for field in dataclasses.fields(module.Config):
+        experiment = registry.get(name)
+        metric = experiment.metric
+        print(f"{name}: {experiment.title}")
+        print(f"  metric {metric.name} ({'higher' if metric.higher_is_better else 'lower'} is better), "
+              f"progress per {experiment.progress_unit}, data {experiment.dataset}")
+        for variant_name, variant in experiment.variants.items():
+            print(f"  variant {variant_name} [{','.join(variant.devices)}]: {variant.description}")
+        types_by_name = config_module.field_types(experiment.config_class)
+        configs = {variant_name: variant.config for variant_name, variant in experiment.variants.items()}
+        for field in dataclasses.fields(experiment.config_class):
+            # The value most variants use, then the variants that depart from it.
+            values = [getattr(config, field.name) for config in configs.values()]
+            default = max(values, key=values.count)
+            others = ", ".join(f"{variant_name}: {_shown(getattr(config, field.name))}"
+                               for variant_name, config in configs.items()
+                               if getattr(config, field.name) != default)
             print(f"  --set {field.name}=  ({config_module.describe_type(types_by_name[field.name])}, "
-                  f"default {field.default})")
+                  f"default {_shown(default)}" + (f"; {others}" if others else "") + ")")
     from dlbench import studies
 
     print("studies (dlbench study NAME):")
@@ -43,13 +50,21 @@ def command_list(arguments) -> int:
     return 0
 
 
+def _shown(value) -> str:
+    """A default as the user would type it in --set (tuples as comma-separated values)."""
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _run_options(arguments) -> dict:
     """The options `run` and `study` share, as keyword arguments for runner.plan."""
     data_options = DataOptions.from_environment(
         data_dir=arguments.data_dir, strict=True if arguments.strict_data else None,
         allow_download=False if arguments.no_download else None)
     return dict(repeats=arguments.repeats, seed=arguments.seed, data_options=data_options,
-                results_dir=arguments.results_dir, country=arguments.country, energy=not arguments.no_energy)
+                results_dir=arguments.results_dir, country=arguments.country, energy=not arguments.no_energy,
+                verbose=arguments.verbose)
 
 
 def _variants(arguments) -> list[str] | None:
@@ -84,6 +99,7 @@ def command_compare(arguments) -> int:
     from dlbench import report
 
     registry.check(arguments.experiment)  # Without importing the experiment (and TensorFlow).
+    results.rebuild_csv(arguments.results_dir, arguments.experiment)  # The CSV users open, from the records.
     table, path = report.write_comparison(arguments.results_dir, arguments.experiment)
     print(report.format_table(table))
     print(f"\nwritten to {path}")
@@ -113,10 +129,18 @@ def add_run_options(parser) -> None:
                         help="ISO 3166 alpha-3 country for the carbon intensity (default: $DLBENCH_COUNTRY or FRA)")
     parser.add_argument("--no-energy", action="store_true", help="do not start CodeCarbon (rows say 'disabled')")
     parser.add_argument("--results-dir", default=default_results_dir())
+    parser.add_argument("--verbose", action="store_true", help="full tracebacks for data errors too")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (usage stays available with --help)."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"dlbench: error: {message} (see: {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dlbench", description=__doc__)
+    parser = Parser(prog="dlbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("list", help="experiments, their variants and configurable keys")
@@ -130,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(study)
     study.add_argument("--plot-only", action="store_true", help="only redraw the plot from the latest rows")
 
-    compare = commands.add_parser("compare", help="table: variant x device -> accuracy, time, kWh, CO2")
+    compare = commands.add_parser("compare", help="table: variant x device -> headline metric, time, kWh, CO2")
     compare.add_argument("experiment")
     compare.add_argument("--results-dir", default=default_results_dir())
 
@@ -149,9 +173,12 @@ def main(argv=None) -> int:
     try:
         return COMMANDS[arguments.command](arguments)
     except (config_module.ConfigError, registry.UnknownExperimentError, runner.RunnerError,
-            FileNotFoundError, ValueError) as error:  # UnknownStudyError is a ValueError too.
+            FileNotFoundError, ValueError) as error:  # UnknownStudyError, ResultsDirError: ValueErrors too.
         print(f"dlbench: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except results.ResultsWriteError as error:
+        print(f"dlbench: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

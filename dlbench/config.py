@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 
@@ -18,6 +19,7 @@ class ConfigError(ValueError):
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+NOT_FINITE = "expected a finite number"
 
 
 def describe_type(annotation) -> str:
@@ -38,13 +40,17 @@ def parse_value(text: str, annotation):
         options = typing.get_args(annotation)
         if type(None) in options and text.strip().lower() in {"none", "null", ""}:
             return None
+        reasons = []
         for option in options:
             if option is type(None):
                 continue
             try:
                 return parse_value(text, option)
-            except ValueError:
-                continue
+            except ValueError as error:
+                reasons.append(str(error))
+        # 'nan' for a `float | None` field is a number, just not a usable one: say that, not only the type.
+        if NOT_FINITE in reasons:
+            raise ValueError(NOT_FINITE)
         raise ValueError(f"expected {describe_type(annotation)}")
     if origin is typing.Literal:
         for allowed in typing.get_args(annotation):
@@ -68,13 +74,23 @@ def parse_value(text: str, annotation):
         except ValueError:
             raise ValueError("expected an integer") from None
     if annotation is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError("expected a number") from None
+        return parse_finite_float(text)
     if annotation is str:
         return text
     raise ValueError(f"unsupported field type {annotation!r}")
+
+
+def parse_finite_float(text: str) -> float:
+    """A float that is neither NaN nor infinite. float() accepts 'nan', 'inf', 'infinity' and '1e999',
+    and the configs' checks cannot catch them: NaN passes `learning_rate <= 0` (every comparison with
+    NaN is false) and inf passes `l2 >= 0`, so the run would train on garbage."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if not math.isfinite(value):
+        raise ValueError(NOT_FINITE)
+    return value
 
 
 def field_types(config_class) -> dict[str, object]:

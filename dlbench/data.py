@@ -14,10 +14,15 @@ are cached under ``$DLBENCH_CACHE_DIR`` (default ``~/.cache/dlbench``), never in
 
 A ``Dataset`` records ``source`` ("full" or "sample") and ``origin`` (where it came from); the runner
 copies both into the result row.
+
+A file that is found but cannot be used (not an npz, truncated, missing arrays, wrong shapes or dtypes,
+JPEG bytes that do not decode) raises ``DataError`` with one line naming the file and the fix; it is
+never skipped silently, since the next source in the order might be a different copy of the data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -32,7 +37,11 @@ SOURCE_FULL = "full"
 SOURCE_SAMPLE = "sample"
 
 
-class DataUnavailableError(RuntimeError):
+class DataError(RuntimeError):
+    """A dataset could not be loaded; the message is one line that says what to do about it."""
+
+
+class DataUnavailableError(DataError):
     """The full dataset could not be found and the sample fallback was refused (strict mode)."""
 
 
@@ -83,19 +92,115 @@ def sample_path(file_name: str) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------
+# Reading and checking a found file
+# --------------------------------------------------------------------------------------------------
+
+SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_DATA_DIR_FIX = ("Replace it with a good copy (README.md, section Data) or remove it from the data directory "
+                 "to use the Keras cache or the shipped sample.")
+_SAMPLE_FIX = ("The dlbench installation is damaged: reinstall it, or provide the full data with --data-dir "
+               "(README.md, section Data).")
+_REASON_LIMIT = 300  # Characters: a reason quoted from a library must not drown the line.
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks (and the indentation around them) turned into single spaces."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def describe_error(error: BaseException) -> str:
+    """A short, one-line reason for a library's exception: the OS's words for file errors, else its message."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror  # "Permission denied", without the path the caller already names.
+    text = one_line(error) or type(error).__name__
+    return text if len(text) <= _REASON_LIMIT else text[:_REASON_LIMIT] + "..."
+
+
+@contextlib.contextmanager
+def reading(name: str, path: Path, source: str):
+    """Turn a failure to read or check ``path`` into a ``DataError`` naming the file and how to fix it.
+
+    Only the reading and checking of the file go inside: a cache directory that cannot be written is
+    not the data file's fault and keeps its own handling."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError) as error:
+        fix = _SAMPLE_FIX if source == SOURCE_SAMPLE else _DATA_DIR_FIX
+        reason = describe_error(error).rstrip(".")
+        raise DataError(f"cannot read {name} data from {path}: {reason}. {fix}") from error
+
+
+def read_npz(path: Path, keys) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of the npz file at ``path``; ValueError with a short reason when it is not an
+    npz file, is damaged or truncated, or lacks one of them. Nothing is unpickled."""
+    with open(path, "rb") as file:
+        start = file.read(4)
+    # An npz file is a zip archive; checked first because np.load() reports any other file as
+    # "pickled data", which says nothing useful about a corrupt download.
+    if start not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise ValueError("empty file" if not start else "not an npz file (zip archive of .npy arrays)")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except MemoryError:
+        raise
+    except Exception as error:  # zipfile, zlib and numpy each have their own: all mean a damaged file.
+        reason = f"{type(error).__name__}: {describe_error(error)}"
+        raise ValueError(f"damaged or truncated npz file ({reason})") from error
+    with archive:
+        missing = [key for key in keys if key not in archive.files]
+        if missing:
+            held = ", ".join(archive.files) or "nothing"
+            raise ValueError(f"missing array(s) {', '.join(missing)} (it holds: {held})")
+        arrays = {}
+        for key in keys:
+            try:
+                arrays[key] = archive[key]
+            except MemoryError:
+                raise
+            except Exception as error:
+                reason = f"{type(error).__name__}: {describe_error(error)}"
+                raise ValueError(f"cannot load array {key} ({reason})") from error
+        return arrays
+
+
+def check_split_arrays(arrays: dict[str, np.ndarray], image_shape: tuple[int, ...], class_count: int) -> None:
+    """ValueError with a short reason unless x_train/x_test are non-empty (N, *image_shape) uint8 images
+    with N integer labels in 0..class_count-1 each: caught here, not as a crash in the middle of training."""
+    expected_shape = "(N, " + ", ".join(str(size) for size in image_shape) + ")"
+    for split in ("train", "test"):
+        images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if images.shape[1:] != image_shape or images.ndim != len(image_shape) + 1:
+            raise ValueError(f"x_{split} has shape {images.shape}, expected {expected_shape}")
+        if images.dtype != np.uint8:
+            raise ValueError(f"x_{split} has dtype {images.dtype}, expected uint8")
+        if len(images) == 0:
+            raise ValueError(f"x_{split} holds no images")
+        if not (labels.ndim == 1 or (labels.ndim == 2 and labels.shape[1] == 1)) or len(labels) != len(images):
+            raise ValueError(f"y_{split} has shape {labels.shape}, expected ({len(images)},) "
+                             f"(one label per image of x_{split})")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"y_{split} has dtype {labels.dtype}, expected integer labels")
+        if labels.min() < 0 or labels.max() >= class_count:
+            raise ValueError(f"y_{split} has labels {labels.min()}..{labels.max()}, expected 0..{class_count - 1}")
+
+
+# --------------------------------------------------------------------------------------------------
 # MNIST
 # --------------------------------------------------------------------------------------------------
 
 
 MNIST_CLASS_NAMES = tuple(str(digit) for digit in range(10))
+MNIST_IMAGE_SHAPE = (28, 28)
 
 
 def _mnist_from_npz(path: Path, source: str, origin: str) -> Dataset:
-    with np.load(path) as data:
-        return Dataset(
-            "mnist", data["x_train"], data["y_train"], data["x_test"], data["y_test"], source, origin,
-            class_names=MNIST_CLASS_NAMES,
-        )
+    with reading("mnist", path, source):
+        arrays = read_npz(path, SPLIT_KEYS)
+        check_split_arrays(arrays, MNIST_IMAGE_SHAPE, len(MNIST_CLASS_NAMES))
+    return Dataset(
+        "mnist", arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], source, origin,
+        class_names=MNIST_CLASS_NAMES,
+    )
 
 
 def _from_keras(name: str, cached_file: str, allow_download: bool, class_names, note: str = ""):
@@ -110,7 +215,8 @@ def _from_keras(name: str, cached_file: str, allow_download: bool, class_names, 
 
         (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as error:  # Offline, proxy, corrupted cache: all mean "not available here".
-        return None, f"Keras cache {cached} / download: {type(error).__name__}: {error}"
+        # One line, as it ends up in the strict-mode error and the fallback warning.
+        return None, f"Keras cache {cached} / download: {type(error).__name__}: {one_line(error)}"
     return Dataset(name, x_train, y_train, x_test, y_test, SOURCE_FULL, origin + note, tuple(class_names)), ""
 
 
@@ -130,6 +236,9 @@ def load_mnist(options: DataOptions) -> Dataset:
 CIFAR10_FILE = "cifar10_jpeg_q75.npz"
 CIFAR10_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_JPEG_NOTE = "lossy JPEG quality-75 copy of CIFAR-10, not the original pixels"
+CIFAR10_IMAGE_SHAPE = (32, 32, 3)
+CIFAR10_JPEG_KEYS = ("train_jpeg_bytes", "train_jpeg_offsets", "y_train", "test_jpeg_bytes", "test_jpeg_offsets",
+                     "y_test")
 
 
 def cache_dir() -> Path:
@@ -152,25 +261,38 @@ def decode_jpeg_images(jpeg_bytes: np.ndarray, offsets: np.ndarray) -> np.ndarra
 
     Pillow is the decoder the shared copy was checked with (its README gives the sha256 of the
     arrays Pillow produces); other decoders may differ by +-1 on some pixels."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(jpeg_bytes):
-        raise ValueError("JPEG offsets must start at 0 and end at the number of bytes")
+    if jpeg_bytes.ndim != 1 or jpeg_bytes.dtype != np.uint8:
+        raise ValueError(f"JPEG bytes must be a flat uint8 array, got {jpeg_bytes.dtype} {jpeg_bytes.shape}")
+    if (offsets.ndim != 1 or len(offsets) < 1 or not np.issubdtype(offsets.dtype, np.integer)
+            or offsets[0] != 0 or offsets[-1] != len(jpeg_bytes) or np.any(np.diff(offsets) <= 0)):
+        raise ValueError("JPEG offsets must be increasing integers that start at 0 and end at the number of bytes")
     images = []
-    for start, end in zip(offsets[:-1], offsets[1:]):
-        with Image.open(io.BytesIO(jpeg_bytes[start:end].tobytes())) as image:
-            images.append(np.asarray(image.convert("RGB")))
+    for index, (start, end) in enumerate(zip(offsets[:-1], offsets[1:])):
+        try:
+            with Image.open(io.BytesIO(jpeg_bytes[start:end].tobytes())) as image:
+                images.append(np.asarray(image.convert("RGB")))
+        except UnidentifiedImageError as error:  # Its message quotes a BytesIO repr, which helps nobody.
+            raise ValueError(f"JPEG image {index} (bytes {start}..{end}) is not an image") from error
+        except (OSError, ValueError, SyntaxError) as error:  # Pillow's errors for a truncated or damaged image.
+            raise ValueError(f"JPEG image {index} (bytes {start}..{end}) does not decode ({error})") from error
     return np.stack(images) if images else np.zeros((0, 32, 32, 3), np.uint8)
 
 
 def _decode_cifar10_jpeg_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
-        return {
-            "x_train": decode_jpeg_images(data["train_jpeg_bytes"], data["train_jpeg_offsets"]),
-            "y_train": data["y_train"],
-            "x_test": decode_jpeg_images(data["test_jpeg_bytes"], data["test_jpeg_offsets"]),
-            "y_test": data["y_test"],
-        }
+    """The decoded arrays of a file in the shared copy's JPEG-bytes layout; ValueError with a short
+    reason when the file is unreadable or its contents are not CIFAR-10 shaped."""
+    data = read_npz(path, CIFAR10_JPEG_KEYS)
+    arrays = {}
+    for split in ("train", "test"):
+        try:
+            arrays[f"x_{split}"] = decode_jpeg_images(data[f"{split}_jpeg_bytes"], data[f"{split}_jpeg_offsets"])
+        except ValueError as error:
+            raise ValueError(f"{split}_jpeg_bytes: {error}") from error
+        arrays[f"y_{split}"] = data[f"y_{split}"]
+    check_split_arrays(arrays, CIFAR10_IMAGE_SHAPE, len(CIFAR10_CLASS_NAMES))
+    return arrays
 
 
 def decoded_cache_path(path: Path) -> Path:
@@ -189,11 +311,13 @@ def _load_or_decode_cifar10(path: Path) -> tuple[dict[str, np.ndarray], str]:
     if cached.exists():
         try:
             with np.load(cached) as data:
-                arrays = {key: data[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+                arrays = {key: data[key] for key in SPLIT_KEYS}
+            check_split_arrays(arrays, CIFAR10_IMAGE_SHAPE, len(CIFAR10_CLASS_NAMES))
             return arrays, f"decoded cache {cached}"
         except Exception as error:  # A truncated or foreign file: decode again and overwrite it.
             warnings.warn(f"ignoring unreadable decoded cache {cached}: {error}", stacklevel=2)
-    arrays = _decode_cifar10_jpeg_npz(path)
+    with reading("cifar10", path, SOURCE_FULL):
+        arrays = _decode_cifar10_jpeg_npz(path)
     temporary = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npz")
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -220,7 +344,8 @@ def _cifar10_from_jpeg_npz(path: Path) -> Dataset:
 def _cifar10_from_sample(path: Path) -> Dataset:
     # The sample has the same JPEG-bytes layout as the shared copy; at about 1,200 images it
     # decodes in a fraction of a second, so it is not cached.
-    arrays = _decode_cifar10_jpeg_npz(path)
+    with reading("cifar10", path, SOURCE_SAMPLE):
+        arrays = _decode_cifar10_jpeg_npz(path)
     return Dataset("cifar10", arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                    SOURCE_SAMPLE, f"dlbench sample: {path.name} (stratified subset of the {CIFAR10_JPEG_NOTE})",
                    CIFAR10_CLASS_NAMES)
@@ -264,7 +389,8 @@ def _resolve(name, file_name, options: DataOptions, from_file, from_keras, from_
         f"so Keras can download and cache it."
     )
     if options.strict:
-        raise DataUnavailableError(f"full {name} data not found ({'; '.join(tried)}). {how_to}")
+        # One line: the command line prints it as the whole error.
+        raise DataUnavailableError(one_line(f"full {name} data not found ({'; '.join(tried)}). {how_to}"))
     path = sample_path(f"{name}_sample.npz")
     dataset = from_sample(path)
     banner = "!" * 100

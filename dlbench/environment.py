@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
+import json
 import os
 import platform
 import shutil
@@ -95,3 +97,70 @@ def gpu_available() -> tuple[bool, str]:
     if not seen:
         return False, "nvidia-smi lists a GPU but TensorFlow sees none (install dlbench[gpu], i.e. tensorflow[and-cuda])"
     return True, name
+
+
+# --------------------------------------------------------------------------------------------------
+# Country codes for CodeCarbon's offline carbon intensity
+# --------------------------------------------------------------------------------------------------
+
+# OfflineEmissionsTracker looks country_iso_code up in this table of CodeCarbon's (codecarbon/input.py,
+# DataSource.get_global_energy_mix_data); a code missing from it is only logged, and the emissions are
+# then computed with the world average, so a typo would silently give wrong CO2 figures.
+_CODECARBON_COUNTRIES_FILE = ("data", "private_infra", "global_energy_mix.json")
+
+
+@functools.lru_cache(maxsize=1)
+def carbon_countries_path() -> Path | None:
+    """CodeCarbon's table of country energy mixes, found without importing CodeCarbon: the command line
+    checks its input before anything runs, and importing CodeCarbon loads its tracker and hardware
+    modules. None when CodeCarbon is not installed or the file is not there."""
+    try:
+        spec = importlib.util.find_spec("codecarbon")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        path = Path(location).joinpath(*_CODECARBON_COUNTRIES_FILE)
+        if path.is_file():
+            return path
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def carbon_countries() -> dict[str, str]:
+    """ISO 3166 alpha-3 code -> country name, for every country CodeCarbon has an offline carbon
+    intensity for; empty when its table cannot be found or read."""
+    path = carbon_countries_path()
+    if path is None:
+        return {}
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(table, dict):
+        return {}
+    # Older releases had a "_define" entry describing the columns; only three-letter codes are countries.
+    return {
+        code: str(entry.get("country_name", code))
+        for code, entry in table.items()
+        if isinstance(entry, dict) and len(code) == 3 and code.isalpha() and code.isupper()
+    }
+
+
+def check_country(code: str) -> str:
+    """The upper-cased code when CodeCarbon knows it; ValueError with one line when it does not.
+
+    CodeCarbon looks the code up as given, so "fra" would miss; hence the upper-casing. When its table
+    cannot be found the code is returned unchanged: nothing here should block a run that CodeCarbon
+    itself may handle (it then reports the problem)."""
+    countries = carbon_countries()
+    if not countries:
+        return code
+    upper = code.strip().upper()
+    if upper in countries:
+        return upper
+    raise ValueError(
+        f"unknown country code '{code}' for the carbon intensity; use an ISO 3166 alpha-3 code that CodeCarbon "
+        f"knows (e.g. FRA, DEU, USA; the list is in {carbon_countries_path()})"
+    )

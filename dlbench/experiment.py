@@ -26,8 +26,14 @@ class Metric:
 
     name: str
     higher_is_better: bool = True
-    # A target on the validation metric logged per unit, for time-to-target (None: no target).
+    # A target on the metric's per-unit validation log, for time-to-target (None: no target).
     target: float | None = None
+    # The per-unit log that tracks the metric during training; default: test_x -> val_x, x -> val_x.
+    validation_log: str | None = None
+
+    @property
+    def validation_key(self) -> str:
+        return self.validation_log or "val_" + self.name.removeprefix("test_")
 
     @property
     def direction(self) -> str:

@@ -1,11 +1,12 @@
-"""Plots read from the results CSV and the per-epoch history files, never from live objects.
+"""Plots read from the run records and the per-unit history files, never from live objects.
 
 ``dlbench plot NAME`` writes into ``<results dir>/plots/``:
 
-- ``NAME_curves_<variant>_<device>.png``: train and validation accuracy and loss per epoch, with the
-  final test accuracy and loss as a marker at the last epoch;
-- ``NAME_summary.png``: test accuracy, run time, time per steady epoch and CO2 per variant, with CPU
-  and GPU bars side by side when both ran.
+- ``NAME_curves_<variant>_<device>.png``: every metric the history logged per unit (epoch, episode,
+  step), each with its ``val_`` counterpart when there is one, and the final test value (a column
+  ``test_<metric>`` of the row) as a marker at the last unit;
+- ``NAME_summary.png``: the headline metric, run time, time per steady unit and CO2 per variant,
+  with CPU and GPU bars side by side when both ran.
 
 Each (variant, device) is shown by its latest successful run. Rows on the full data win over rows on
 the shipped sample, so a quick sample check never hides a full run; a plot made from sample rows
@@ -49,36 +50,51 @@ def _data_note(rows: pd.DataFrame) -> str:
         "full data" if sources == {"full"} else "mixed full and SAMPLE data")
 
 
+# Columns of a history file that are not metrics.
+_NOT_METRICS = {"seconds", "items", "epoch", "episode", "step"}
+MAX_PANELS = 4
+
+
+def logged_metrics(history: pd.DataFrame) -> list[str]:
+    """The metrics a history logged, without their val_ twins (those share the metric's panel)."""
+    names = [c for c in history.columns if c not in _NOT_METRICS and not c.startswith("val_")]
+    names += [c[4:] for c in history.columns if c.startswith("val_") and c[4:] not in names]
+    return names[:MAX_PANELS]
+
+
 def plot_training_curves(rows: pd.DataFrame, results_dir: Path, experiment: str) -> list[Path]:
-    """One figure per (variant, device) of ``rows``: accuracy and loss per epoch, train vs validation."""
+    """One figure per (variant, device) of ``rows``: each logged metric per unit, train vs validation."""
     written = []
     for _, row in rows.iterrows():
         history = report.history(results_dir, row)
         if history is None:
             continue
-        figure, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
-        panels = ((accuracy_axis, "accuracy", "accuracy (%)"), (loss_axis, "loss", "cross-entropy loss"))
-        for axis, metric, label in panels:
-            scale = 100.0 if metric == "accuracy" else 1.0
+        unit = next((c for c in ("epoch", "episode", "step") if c in history), None)
+        metrics = logged_metrics(history)
+        if unit is None or not metrics:
+            continue
+        figure, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
+        for axis, metric in zip(axes[0], metrics):
+            scale = 100.0 if "accuracy" in metric else 1.0
+            label = f"{metric} (%)" if scale == 100.0 else metric
             if metric in history:
-                axis.plot(history["epoch"], scale * history[metric], "o-", label="train")
+                axis.plot(history[unit], scale * history[metric], "o-", label="train")
             if f"val_{metric}" in history:
-                axis.plot(history["epoch"], scale * history[f"val_{metric}"], "s--", label="validation")
-            test_value = row[f"test_{metric}"]
+                axis.plot(history[unit], scale * history[f"val_{metric}"], "s--", label="validation")
+            test_value = pd.to_numeric(pd.Series([row.get(f"test_{metric}")]), errors="coerce").iloc[0]
             if pd.notna(test_value):
-                axis.plot([history["epoch"].iloc[-1]], [scale * test_value], "k*", markersize=12,
+                axis.plot([history[unit].iloc[-1]], [scale * test_value], "k*", markersize=12,
                           label=f"test (end): {scale * test_value:.{1 if scale == 100 else 3}f}")
-            axis.set_xlabel("epoch")
+            axis.set_xlabel(unit)
             axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             axis.set_ylabel(label)
+            axis.set_title(f"{metric} per {unit}")
             axis.grid(alpha=0.3)
             axis.legend()
-        accuracy_axis.set_title("accuracy per epoch")
-        loss_axis.set_title("loss per epoch")
         parameters = f"{int(row['parameters']):,} parameters, " if pd.notna(row["parameters"]) else ""
+        n_train = f"n_train={row['n_train']:.0f}, " if pd.notna(row["n_train"]) else ""
         figure.suptitle(f"{experiment} / {row['variant']} on {row['device']} ({row['device_name']}): "
-                        f"{parameters}n_train={row['n_train']:.0f}, {row['dataset_source']} data, "
-                        f"run {row['run_id']}",
+                        f"{parameters}{n_train}{row['dataset_source']} data, run {row['run_id']}",
                         fontsize=10)
         figure.tight_layout()
         path = results_dir / "plots" / f"{experiment}_curves_{row['variant']}_{row['device']}.png"
@@ -89,19 +105,22 @@ def plot_training_curves(rows: pd.DataFrame, results_dir: Path, experiment: str)
 
 
 def plot_summary(rows: pd.DataFrame, results_dir: Path, experiment: str) -> Path:
-    """Bars per variant: test accuracy, whole-run time, steady epoch time, CO2; CPU and GPU side by side."""
-    rows = rows.assign(test_accuracy_percent=100.0 * rows["test_accuracy"], co2_g=1000.0 * rows["co2_kg"])
+    """Bars per variant: headline metric, whole-run time, steady unit time, CO2; CPU and GPU side by side."""
+    metric = rows["metric"].iloc[0]
+    unit = rows["progress_unit"].iloc[0] or "epoch"
+    rows = rows.assign(co2_g=1000.0 * rows["co2_kg"])
     variants = list(dict.fromkeys(rows["variant"]))
     devices = [device for device in ("cpu", "gpu") if device in set(rows["device"])]
     # The tick says how much training each bar stands for: a 2-epoch probe is not a full run.
     tick_labels = []
     for variant in variants:
         first = rows[rows["variant"] == variant].iloc[0]
-        tick_labels.append(f"{variant}\n{first['epochs_run']:.0f} ep, {first['n_train']:,.0f} img")
+        data = f", {first['n_train']:,.0f} train" if pd.notna(first["n_train"]) else ""
+        tick_labels.append(f"{variant}\n{first['units_run']:.0f} {unit}s{data}")
     panels = [
-        ("test_accuracy_percent", "test accuracy (%)", "{:.1f}"),
+        ("metric_value", f"{metric} ({rows['metric_direction'].iloc[0] or 'max'} is better)", "{:.4g}"),
         ("time_total_s", "whole run: data, build, train, test (s)", "{:.0f}"),
-        ("time_steady_epoch_s", "one epoch after the first (s)", "{:.2f}"),
+        ("time_steady_unit_s", f"one {unit} after the first (s)", "{:.2f}"),
         ("co2_g", "emissions, whole run (g CO2eq)", "{:.2g}"),
     ]
     figure, axes = plt.subplots(2, 2, figsize=(13, 9))

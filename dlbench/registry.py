@@ -1,8 +1,14 @@
-"""The one list of experiments: name -> module. Add a topic by adding a line here."""
+"""The one list of experiments: name -> module. Add a topic by adding a line here.
+
+Each module ends with one ``EXPERIMENT = Experiment(...)`` declaration (dlbench/experiment.py);
+importing it does not load TensorFlow.
+"""
 
 from __future__ import annotations
 
 import importlib
+
+from dlbench.experiment import Experiment
 
 EXPERIMENTS = {
     "mlp_mnist": "experiments.mlp_mnist",
@@ -20,16 +26,7 @@ def check(name: str) -> None:
         raise UnknownExperimentError(f"unknown experiment '{name}'; valid: {', '.join(EXPERIMENTS)}")
 
 
-def get(name: str):
-    """Import and return an experiment module, or raise with the list of valid names."""
+def get(name: str) -> Experiment:
+    """The experiment's declaration, or an error with the list of valid names."""
     check(name)
-    return importlib.import_module(EXPERIMENTS[name])
-
-
-def variants(module) -> dict[str, str]:
-    return dict(module.VARIANTS)
-
-
-def devices_for(module, variant: str) -> tuple[str, ...]:
-    """Variants that never touch TensorFlow (the NumPy MLP) only have a CPU row."""
-    return ("cpu",) if variant in getattr(module, "CPU_ONLY_VARIANTS", ()) else ("cpu", "gpu")
+    return importlib.import_module(EXPERIMENTS[name]).EXPERIMENT

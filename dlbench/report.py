@@ -1,4 +1,9 @@
-"""Comparison tables and plots, read from the results CSV (never from live objects)."""
+"""Comparison tables, read from the run records (never from live objects).
+
+Every table ranks on the experiment's declared headline metric (``metric_value``) in its declared
+direction, so a topic judged on Dice or on a Fréchet distance compares as well as one judged on
+accuracy.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,45 @@ import pandas as pd
 
 from dlbench import registry, results
 
-NUMERIC = ["test_accuracy", "test_loss", "time_first_epoch_s", "time_steady_epoch_s", "time_train_s",
-           "time_total_s", "energy_kwh", "co2_kg", "parameters", "epochs_run", "n_train"]
+NUMERIC = ["metric_value", "test_accuracy", "test_loss", "time_first_unit_s", "time_steady_unit_s",
+           "time_train_s", "time_total_s", "throughput", "energy_kwh", "co2_kg", "parameters", "units_run",
+           "units_planned", "n_train", "forecast_time_s", "forecast_kwh", "forecast_time_error",
+           "forecast_kwh_error", "time_to_target_s", "energy_to_target_kwh"]
+
+
+def headline_value(row: dict, metric_name: str) -> float | None:
+    """The declared metric of a row: its metric_value, or (rows imported from dlbench 0.1, which had
+    none) the column or extra metric of that name."""
+    if row.get("metric_value") not in (None, ""):
+        return row["metric_value"]
+    if metric_name in row and row[metric_name] not in (None, ""):
+        return row[metric_name]
+    try:
+        return json.loads(row.get("extra_metrics") or "{}").get(metric_name)
+    except (TypeError, json.JSONDecodeError):
+        return None
 
 
 def load_results(results_dir, experiment: str) -> pd.DataFrame:
-    path = results.results_path(results_dir, experiment)
-    if not path.exists():
-        raise FileNotFoundError(f"no results for '{experiment}' yet ({path} does not exist); "
-                                f"run: dlbench run {experiment}")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    """Every record of the experiment as a frame (numeric columns parsed), oldest first."""
+    records = results.read_records(results_dir, experiment)
+    if not records:
+        raise FileNotFoundError(f"no results for '{experiment}' yet (no run records in "
+                                f"{results.runs_dir(results_dir, experiment)}); run: dlbench run {experiment}")
+    metric = registry.get(experiment).metric
+    for record in records:
+        record["metric_value"] = headline_value(record, metric.name)
+        record["metric"] = record.get("metric") or metric.name
+    frame = pd.DataFrame(records)
+    for column in results.COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    for column in frame.columns:
+        if column not in NUMERIC:  # Text columns as text, empty where a record has no value.
+            frame[column] = [("" if pd.isna(value) else str(value)) if not isinstance(value, (list, dict))
+                             else json.dumps(value) for value in frame[column]]
     for column in NUMERIC:
-        if column in frame:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
 
 
@@ -35,7 +66,7 @@ def successful_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
 
 
 def history(results_dir, row) -> pd.DataFrame | None:
-    """The per-epoch history of one row, or None if the run wrote none."""
+    """The per-unit history of one row, or None if the run wrote none."""
     if not row.get("history_file"):
         return None
     path = Path(results_dir) / row["history_file"]
@@ -48,12 +79,9 @@ def _compact(config: dict) -> dict[str, str]:
 
 
 def variant_defaults(experiment: str) -> dict[str, dict[str, str]]:
-    """The configuration each variant runs with when nothing is overridden (reads the experiment's
-    module, which does not load TensorFlow). An experiment whose variants have defaults of their own
-    fills them in with its resolve(config, variant)."""
-    module = registry.get(experiment)
-    resolve = getattr(module, "resolve", lambda config, variant: config)
-    return {variant: _compact(dataclasses.asdict(resolve(module.Config(), variant))) for variant in module.VARIANTS}
+    """The configuration each variant runs with when nothing is overridden."""
+    return {name: _compact(dataclasses.asdict(variant.config))
+            for name, variant in registry.get(experiment).variants.items()}
 
 
 def config_differences(frame: pd.DataFrame, defaults: dict[str, dict[str, str]]) -> pd.Series:
@@ -65,29 +93,36 @@ def config_differences(frame: pd.DataFrame, defaults: dict[str, dict[str, str]])
         # A key missing from older rows (added to the config later, with a default that keeps the
         # old behaviour) is not a difference: only values actually recorded are compared.
         differences.append(" ".join(f"{key}={value}" for key, value in sorted(config.items())
-                                    if value != default.get(key)))
+                                    if key in default and value != default[key]))
     return pd.Series(differences, index=frame.index)
 
 
 def compare(results_dir, experiment: str) -> pd.DataFrame:
-    """Variant x device (x differing config x data source) -> mean metrics over successful runs."""
+    """Variant x device (x differing config x data source) -> mean figures over successful runs,
+    best headline metric first."""
     frame = successful_rows(load_results(results_dir, experiment),
-                            f"{results.results_path(results_dir, experiment)}").copy()
+                            f"the records of {experiment} in {results_dir}").copy()
     frame["config_diff"] = config_differences(frame, variant_defaults(experiment))
     frame["co2_g"] = frame["co2_kg"] * 1000.0
     keys = ["variant", "device", "dataset_source", "config_diff"]
     table = frame.groupby(keys, sort=True).agg(
         runs=("run_id", "count"),
-        test_accuracy=("test_accuracy", "mean"),
-        test_accuracy_std=("test_accuracy", "std"),
-        first_epoch_s=("time_first_epoch_s", "mean"),
-        steady_epoch_s=("time_steady_epoch_s", "mean"),
+        metric=("metric", "first"),
+        metric_mean=("metric_value", "mean"),
+        metric_std=("metric_value", "std"),
+        first_unit_s=("time_first_unit_s", "mean"),
+        steady_unit_s=("time_steady_unit_s", "mean"),
         total_s=("time_total_s", "mean"),
+        throughput=("throughput", "mean"),
+        throughput_unit=("throughput_unit", "first"),
         energy_kwh=("energy_kwh", "mean"),
         co2_g=("co2_g", "mean"),
+        energy_method=("energy_method", "first"),
         device_name=("device_name", "first"),
     ).reset_index()
-    return table
+    higher_is_better = registry.get(experiment).metric.higher_is_better
+    return table.sort_values("metric_mean", ascending=not higher_is_better, na_position="last",
+                             kind="stable").reset_index(drop=True)
 
 
 def write_comparison(results_dir, experiment: str) -> tuple[pd.DataFrame, Path]:
@@ -97,10 +132,44 @@ def write_comparison(results_dir, experiment: str) -> tuple[pd.DataFrame, Path]:
     return table, path
 
 
+def _text(value, pattern: str) -> str:
+    return "" if value is None or pd.isna(value) else pattern.format(value)
+
+
 def format_table(table: pd.DataFrame) -> str:
-    shown = table.copy()
-    formats = {"test_accuracy": "{:.4f}", "test_accuracy_std": "{:.4f}", "first_epoch_s": "{:.2f}",
-               "steady_epoch_s": "{:.3f}", "total_s": "{:.1f}", "energy_kwh": "{:.3g}", "co2_g": "{:.3g}"}
-    for column, pattern in formats.items():
-        shown[column] = shown[column].map(lambda v, p=pattern: "" if pd.isna(v) else p.format(v))
+    """The comparison table for a terminal: the columns that matter, numbers rounded."""
+    metric = table["metric"].iloc[0] if len(table) else "metric"
+    shown = pd.DataFrame({
+        "variant": table["variant"], "device": table["device"], "data": table["dataset_source"],
+        "n": table["runs"],
+        metric: [_text(m, "{:.4f}") + ("" if pd.isna(s) else _text(s, " ±{:.4f}"))
+                 for m, s in zip(table["metric_mean"], table["metric_std"])],
+        "first s": table["first_unit_s"].map(lambda v: _text(v, "{:.2f}")),
+        "steady s": table["steady_unit_s"].map(lambda v: _text(v, "{:.3f}")),
+        "total s": table["total_s"].map(lambda v: _text(v, "{:.1f}")),
+        "kWh": table["energy_kwh"].map(lambda v: _text(v, "{:.2g}")),
+        "g CO2": table["co2_g"].map(lambda v: _text(v, "{:.2g}")),
+        "config": table["config_diff"],
+    })
+    return shown.to_string(index=False)
+
+
+def run_table(results_dir, experiment: str, run_ids: list[str]) -> str:
+    """A narrow table (under 100 columns) of the given runs: what `dlbench run` prints at its end."""
+    frame = load_results(results_dir, experiment)
+    frame = frame[frame["run_id"].isin(run_ids)]
+    if frame.empty:
+        return ""
+    metric = frame["metric"].iloc[-1]
+    unit = frame["progress_unit"].iloc[-1] or "unit"
+    shown = pd.DataFrame({
+        "variant": frame["variant"], "device": frame["device"], "status": frame["status"],
+        metric: frame["metric_value"].map(lambda v: _text(v, "{:.4f}")),
+        f"s/{unit}": frame["time_steady_unit_s"].map(lambda v: _text(v, "{:.3f}")),
+        "total s": frame["time_total_s"].map(lambda v: _text(v, "{:.1f}")),
+        "kWh": frame["energy_kwh"].map(lambda v: _text(v, "{:.2g}")),
+        "g CO2": (frame["co2_kg"] * 1000).map(lambda v: _text(v, "{:.2g}")),
+        "forecast": frame["forecast_time_error"].map(lambda v: _text(100 * v, "{:+.0f}%")),
+        "data": frame["dataset_source"],
+    })
     return shown.to_string(index=False)

@@ -1,21 +1,31 @@
-"""One flat row per run, appended to ``results/<experiment>.csv`` without ever losing earlier rows.
+"""Run results that are never lost: one immutable JSON record per run, and a CSV rebuilt from them.
 
-The row is a dataclass so the columns are fixed and documented in one place (README.md lists them).
-Appends take an exclusive ``fcntl`` lock on a side file, so two runs finishing at the same moment
-cannot interleave their lines. If the file was written by an older dlbench with other columns, it is
-rewritten with the union of both column sets (old rows keep their values) through a temporary file
-and an atomic ``os.replace``.
+Each run writes ``<results>/runs/<experiment>/<run_id>.json`` (write_record): a temporary file in the
+same directory, every byte written and fsync-ed, then ``os.replace``-d onto its final name, so a
+record is either complete or absent. ``<results>/<experiment>.csv``, the file users open, is only
+ever rebuilt from the records (rebuild_csv), atomically and under a lock; a CSV changed by hand is
+moved aside first, never overwritten. The columns are the ResultRow dataclass (README.md lists them).
+A CSV written by dlbench 0.1 (one appended line per run) is imported once into records
+(import_legacy_csv): lines it cannot parse are kept verbatim, and the original is copied aside.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import fcntl
+import glob
+import hashlib
 import io
+import json
 import math
 import os
+import secrets
+import shutil
+import sys
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 STATUS_RUNNING = "running"
@@ -125,20 +135,177 @@ def results_path(results_dir: str | os.PathLike, experiment: str) -> Path:
     return Path(results_dir) / f"{experiment}.csv"
 
 
+class ResultsWriteError(OSError):
+    """A run record or the results CSV could not be written (disk full, read-only, ...).
+
+    ``str()`` is one line naming the path and the OS reason; ``errno`` is the OS error number (or None)
+    and ``path`` the file that could not be written.
+    """
+
+    def __init__(self, message: str, *, errno_number: int | None = None, path: Path | None = None):
+        super().__init__(message)
+        self.errno = errno_number
+        self.path = path
+
+
+class ResultsDirError(ValueError):
+    """The results directory cannot be used; raised before a run starts. ``str()`` is one line."""
+
+
+def runs_dir(results_dir: str | os.PathLike, experiment: str) -> Path:
+    return Path(results_dir) / "runs" / experiment
+
+
+def record_path(results_dir: str | os.PathLike, experiment: str, run_id: str) -> Path:
+    return runs_dir(results_dir, experiment) / f"{run_id}.json"
+
+
+# --- small helpers --------------------------------------------------------------------------------
+
+_MARKER = ".csv-imported"
+_HASH_FILE = ".csv.sha256"
+_LOCK_FILE = ".lock"
+_PRE_V2_SUFFIX = ".csv.pre-v2"
+_KINDS = {field.name: ("int" if "int" in str(field.type) else "float" if "float" in str(field.type) else "str")
+          for field in dataclasses.fields(ResultRow)}
+_IGNORED_FSYNC_ERRORS = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES, errno.EISDIR}
+
+
 def _format(value) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        if math.isnan(value):
+        if not math.isfinite(value):
             return ""
         return repr(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
     return str(value)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _reason(error: BaseException) -> str:
+    """The OS reason of an error, on one line: ``[Errno 28] No space left on device``."""
+    if isinstance(error, OSError) and error.errno is not None and error.strerror:
+        return f"[Errno {error.errno}] {_one_line(error.strerror)}"
+    return _one_line(str(error)) or type(error).__name__
+
+
+def _strerror(error: OSError) -> str:
+    return _one_line(error.strerror or str(error) or type(error).__name__)
+
+
+def _warn_stderr(message: str) -> None:
+    print(f"dlbench: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _utc_stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``... whichever does not exist yet."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}-{number}")
+    return candidate
+
+
+def _raise_field_size_limit() -> None:
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 2
+
+
+def _check_name(kind: str, value) -> str:
+    if (not isinstance(value, str) or not value or value.startswith(".") or "/" in value or "\\" in value
+            or "\0" in value or len(value.encode("utf-8", "surrogateescape")) > 200):
+        raise ValueError(f"{kind} {value!r} cannot name a run record file (empty, starts with '.', "
+                         f"contains '/', '\\' or NUL, or is longer than 200 bytes)")
+    return value
+
+
+def _valid_name(value) -> bool:
+    try:
+        _check_name("name", value)
+    except ValueError:
+        return False
+    return True
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    """os.write until every byte is written: a short write is continued, never ignored."""
+    view = memoryview(data)
+    while view:
+        written = os.write(descriptor, view)
+        if written is None or written <= 0:
+            raise OSError(errno.EIO, "os.write wrote nothing")
+        view = view[written:]
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as error:
+        if error.errno in _IGNORED_FSYNC_ERRORS:
+            return
+        raise
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        if error.errno not in _IGNORED_FSYNC_ERRORS:
+            raise
+    finally:
+        os.close(descriptor)
+
+
+def _atomic_write(path: Path, data: bytes, durable: bool = True, exclusive: bool = False) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then ``os.replace`` it onto ``path``.
+
+    Raises OSError (FileExistsError if ``exclusive`` and ``path`` exists); the temporary file is
+    removed on any failure, so ``path`` is either untouched or complete.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        try:
+            _write_all(descriptor, data)
+            if durable:
+                os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        if exclusive and path.exists():
+            raise FileExistsError(errno.EEXIST, "a run record with this run_id already exists (records are immutable)")
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    if durable:
+        _fsync_dir(path.parent)
+
+
 @contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock_file:
+def _lock(directory: Path):
+    """Exclusive fcntl lock on ``directory/.lock`` (created with the directory if needed)."""
+    lock_path = directory / _LOCK_FILE
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_file = open(lock_path, "a")
+    except OSError as error:
+        raise ResultsWriteError(f"cannot create lock file {lock_path}: {_reason(error)}",
+                                errno_number=error.errno, path=lock_path) from error
+    with lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
             yield
@@ -146,62 +313,463 @@ def _locked(path: Path):
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def _read_header(path: Path) -> list[str] | None:
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    with open(path, newline="") as handle:
-        return next(csv.reader(handle), None)
-
-
-def _line(columns, values: dict) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow([_format(values.get(c)) for c in columns])
-    return buffer.getvalue()
-
-
-def append_row(path: str | os.PathLike, row: ResultRow | dict) -> None:
-    """Append one row; safe against concurrent writers and never drops existing rows."""
-    path = Path(path)
-    values = dataclasses.asdict(row) if isinstance(row, ResultRow) else dict(row)
-    with _locked(path):
-        header = _read_header(path)
-        if header is None:
-            _write_atomically(path, _line(COLUMNS, dict(zip(COLUMNS, COLUMNS))) + _line(COLUMNS, values))
-            return
-        if header != list(COLUMNS):
-            # Written by another dlbench version: migrate to the union of columns, keeping every row.
-            columns = list(COLUMNS) + [c for c in header if c not in COLUMNS]
-            with open(path, newline="") as handle:
-                old_rows = list(csv.DictReader(handle))
-            text = _line(columns, dict(zip(columns, columns)))
-            text += "".join(_line(columns, old) for old in old_rows)
-            _write_atomically(path, text + _line(columns, values))
-            return
-        # One os.write of one complete line on an O_APPEND descriptor: readers never see half a row.
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
+def _clean(value):
+    """A JSON-safe copy: NaN/inf become None, numpy scalars plain numbers, anything else its str()."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(item) for item in value]
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
         try:
-            os.write(descriptor, _line(header, values).encode())
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+            plain = item()
+        except Exception:
+            plain = None
+        if isinstance(plain, (bool, int, float, str)):
+            return _clean(plain)
+    return str(value)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+def _record_values(row: ResultRow | dict) -> dict:
+    values = dataclasses.asdict(row) if isinstance(row, ResultRow) else dict(row)
+    ordered = {name: values[name] for name in COLUMNS if name in values}
+    ordered.update((str(key), value) for key, value in values.items() if key not in ordered)
+    return {key: _clean(value) for key, value in ordered.items()}
+
+
+def _encode_record(values: dict) -> bytes:
+    try:
+        return (json.dumps(values, ensure_ascii=False, indent=1, allow_nan=False) + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # Undecodable bytes kept from a legacy CSV (lone surrogates): escape them.
+        return (json.dumps(values, ensure_ascii=True, indent=1, allow_nan=False) + "\n").encode("ascii")
+
+
+# --- records ---------------------------------------------------------------------------------------
+
+def _write_record(results_dir, values: dict, durable: bool = True) -> Path:
+    experiment = _check_name("experiment", values.get("experiment"))
+    run_id = _check_name("run_id", values.get("run_id"))
+    path = record_path(results_dir, experiment, run_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, _encode_record(values), durable=durable, exclusive=True)
+    except OSError as error:
+        raise ResultsWriteError(f"cannot write run record {path}: {_reason(error)}",
+                                errno_number=error.errno, path=path) from error
+    return path
+
+
+def write_record(results_dir: str | os.PathLike, row: ResultRow | dict) -> Path:
+    """Write one immutable JSON record for the run; returns its path.
+
+    The record (column -> value, None for a missing value, NaN/inf stored as None) goes to a
+    temporary file in the same directory (every byte written, fsync), is ``os.replace``-d onto
+    ``runs/<experiment>/<run_id>.json`` and the directory is fsync-ed. Raises ResultsWriteError if it
+    cannot be written (nothing is then left under the final name, and no temporary file) or if a
+    record for this run_id already exists; ValueError if run_id or experiment is empty or cannot be
+    a file name.
+    """
+    return _write_record(results_dir, _record_values(row))
+
+
+def has_record(results_dir: str | os.PathLike, experiment: str, run_id: str) -> bool:
+    if not (_valid_name(experiment) and _valid_name(run_id)):
+        return False
+    return record_path(results_dir, experiment, run_id).is_file()
+
+
+def _read_records(directory: Path, warn) -> list[dict]:
+    if not directory.is_dir():
+        return []
+    records = []
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".") or not path.name.endswith(".json"):
+            continue  # Temporary files, the lock, markers, logs, legacy-unparsed-*.csv.
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            warn(f"skipping unreadable run record {path}: {_reason(error)}")
+            continue
+        try:
+            record = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            warn(f"skipping damaged run record {path}: not UTF-8 ({_one_line(error)})")
+            continue
+        except ValueError as error:
+            warn(f"skipping damaged run record {path}: not valid JSON ({_one_line(error)})")
+            continue
+        if not isinstance(record, dict):
+            warn(f"skipping damaged run record {path}: not a JSON object")
+            continue
+        if not isinstance(record.get("run_id"), str) or not record["run_id"]:
+            warn(f"skipping damaged run record {path}: no run_id")
+            continue
+        records.append(_clean(record))
+    records.sort(key=lambda record: (str(record.get("timestamp_utc") or ""), record["run_id"]))
+    return records
+
+
+def read_records(results_dir: str | os.PathLike, experiment: str, warn=None) -> list[dict]:
+    """Every valid record of the experiment, sorted by (timestamp_utc, run_id).
+
+    A damaged record is named in one warning line and skipped (never deleted). ``warn(message)``
+    receives the warnings (without the ``dlbench: warning:`` prefix); by default they go to stderr.
+    If ``<experiment>.csv`` exists it is imported first when it has not been (see import_legacy_csv); if
+    that is impossible (read-only directory...), a warning says so and the existing records are returned.
+    """
+    warn = warn or _warn_stderr
+    if results_path(results_dir, experiment).exists():
+        try:
+            import_legacy_csv(results_dir, experiment, warn=warn)
+        except OSError as error:
+            warn(f"legacy CSV {results_path(results_dir, experiment)} not imported: {_one_line(error)}")
+    return _read_records(runs_dir(results_dir, experiment), warn)
+
+
+# --- legacy CSV (dlbench 0.1) ------------------------------------------------------------------------
+
+def _split_lines(text: str) -> list[str]:
+    """Physical lines, each with its '\\n' (the last one may lack it); only '\\n' separates lines."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _next_csv_record(lines: list[str], position: int):
+    """Parse the CSV record starting at lines[position]: (fields or csv.Error, index after its last line)."""
+    reader = csv.reader((lines[index] for index in range(position, len(lines))), strict=True)
+    try:
+        fields = next(reader)
+    except StopIteration:
+        return [], len(lines)
+    except csv.Error as error:
+        return error, position + max(reader.line_num, 1)
+    return fields, position + max(reader.line_num, 1)
+
+
+def _is_whole_row(line: str, width: int) -> bool:
+    fields, _ = _next_csv_record([line], 0)
+    return isinstance(fields, list) and len(fields) == width
+
+
+def _parse_legacy(lines: list[str]):
+    """Split a legacy CSV into (header, header index, good rows as (start, end, fields), bad lines as (index, why)).
+
+    A record that spans several lines is accepted only if it has the header's width and the line
+    after its first one is not itself a whole row: an unterminated quote then loses only its own
+    line (kept verbatim by the caller), never the rows that follow it.
+    """
+    header, header_index, good, bad = None, None, [], []
+    position = 0
+    while position < len(lines) and header is None:
+        fields = next(csv.reader([lines[position].lstrip("\ufeff")]), [])
+        if fields:
+            header, header_index = fields, position
+        position += 1
+    if header is None:
+        return None, None, good, bad
+    width = len(header)
+    while position < len(lines):
+        fields, end = _next_csv_record(lines, position)
+        if isinstance(fields, csv.Error):
+            bad.append((position, f"line {position + 1}: {_one_line(fields)}"))
+            position += 1
+        elif not fields:
+            position = end  # Blank line.
+        elif len(fields) != width:
+            bad.append((position, f"line {position + 1}: {len(fields)} fields where the header has {width}"))
+            position += 1
+        elif end - position > 1 and _is_whole_row(lines[position + 1], width):
+            bad.append((position, f"line {position + 1}: unterminated quote"))
+            position += 1
+        else:
+            good.append((position, end, fields))
+            position = end
+    return header, header_index, good, bad
+
+
+def _column_names(header: list[str]) -> list[str]:
+    """The header with LEGACY_RENAMES applied; duplicate or empty names made unique so no value is dropped."""
+    names, seen = [], set()
+    for index, name in enumerate(header):
+        new = LEGACY_RENAMES.get(name, name)
+        if new != name and new in header:
+            new = name  # Both the old and the new name present: keep both columns.
+        if not new:
+            new = f"column_{index + 1}"
+        candidate, number = new, 1
+        while candidate in seen:
+            number += 1
+            candidate = f"{new}_{number}"
+        seen.add(candidate)
+        names.append(candidate)
+    return names
+
+
+def _convert(name: str, text: str):
+    kind = _KINDS.get(name, "str")
+    if kind == "str":
+        return text
+    if not text.strip():
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return text  # Kept as it was rather than lost.
+    if not math.isfinite(number):
+        return text
+    if kind == "float":
+        return number
+    try:
+        return int(text)
+    except ValueError:
+        return int(number) if number.is_integer() else text
+
+
+def _import_locked(results_dir: Path, experiment: str, warn) -> int:
+    directory = runs_dir(results_dir, experiment)
+    marker = directory / _MARKER
+    if marker.exists():
+        return 0
+    csv_file = results_path(results_dir, experiment)
+    imported = 0
+    note = f"no {csv_file.name} to import at {_utc_stamp()}\n"
+    if csv_file.exists():
+        try:
+            data = csv_file.read_bytes()
+        except OSError as error:
+            raise ResultsWriteError(f"cannot import legacy CSV {csv_file}: {_reason(error)}",
+                                    errno_number=error.errno, path=csv_file) from error
+        _backup_pre_v2(results_dir, experiment, data)
+        imported, unparsed = _import_rows(results_dir, experiment, csv_file, data, warn)
+        note = f"imported {imported} row(s) of {csv_file.name} at {_utc_stamp()}; unparsed lines: {unparsed}\n"
+    try:
+        _atomic_write(marker, note.encode())
+    except OSError as error:
+        raise ResultsWriteError(f"cannot write import marker {marker}: {_reason(error)}",
+                                errno_number=error.errno, path=marker) from error
+    return imported
+
+
+def _backup_pre_v2(results_dir: Path, experiment: str, data: bytes) -> None:
+    backup = Path(results_dir) / f"{experiment}{_PRE_V2_SUFFIX}"
+    if backup.exists():
+        if backup.read_bytes() == data:
+            return
+        backup = _unused(backup.with_name(f"{backup.name}-{_utc_stamp()}"))
+    try:
+        _atomic_write(backup, data)
+    except OSError as error:
+        raise ResultsWriteError(f"cannot write backup {backup}: {_reason(error)}",
+                                errno_number=error.errno, path=backup) from error
+
+
+def _import_rows(results_dir: Path, experiment: str, csv_file: Path, data: bytes, warn) -> tuple[int, str]:
+    _raise_field_size_limit()
+    text = data.decode("utf-8", "surrogateescape")
+    lines = _split_lines(text)
+    header, header_index, good, bad = _parse_legacy(lines)
+    directory = runs_dir(results_dir, experiment)
+    written: list[Path] = []
+    seen: dict[str, list[str]] = {}
+    if header is not None:
+        names = _column_names(header)
+        for start, _end, fields in good:
+            if fields == header:
+                continue  # A repeated header line.
+            record = {name: _convert(name, value) for name, value in zip(names, fields)}
+            run_id = record.get("run_id")
+            if not _valid_name(run_id):
+                bad.append((start, f"line {start + 1}: no usable run_id"))
+                continue
+            if run_id in seen:
+                if seen[run_id] != fields:
+                    bad.append((start, f"line {start + 1}: run_id {run_id} repeated with other values"))
+                continue
+            seen[run_id] = fields
+            if record.get("experiment") not in (None, "", experiment):
+                record["legacy_experiment"] = record["experiment"]  # Kept; the file name says which it is.
+            record["experiment"] = experiment
+            record["imported_from"] = csv_file.name
+            if record_path(results_dir, experiment, run_id).exists():
+                continue
+            written.append(_write_record(results_dir, _record_values(record), durable=False))
+    try:
+        for path in written:  # One pass of fsyncs at the end is much cheaper than one per record.
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        if written:
+            _fsync_dir(directory)
+    except OSError as error:
+        raise ResultsWriteError(f"cannot write run records in {directory}: {_reason(error)}",
+                                errno_number=error.errno) from error
+    unparsed = "none"
+    if bad:
+        bad.sort()
+        indices = sorted({index for index, _ in bad})
+        content = ([lines[header_index]] if header_index is not None else []) + [lines[i] for i in indices]
+        target = _unused(directory / f"legacy-unparsed-{_utc_stamp()}.csv")
+        try:
+            _atomic_write(target, "".join(content).encode("utf-8", "surrogateescape"))
+        except OSError as error:
+            raise ResultsWriteError(f"cannot write {target}: {_reason(error)}",
+                                    errno_number=error.errno, path=target) from error
+        unparsed = f"{len(indices)} in {target.name}"
+        warn(f"{len(indices)} line(s) of {csv_file} could not be imported ({bad[0][1]}); "
+             f"kept verbatim, after the header line, in {target}")
+    return len(written), unparsed
+
+
+def import_legacy_csv(results_dir: str | os.PathLike, experiment: str, warn=None) -> int:
+    """Turn the rows of a dlbench 0.1 ``<experiment>.csv`` into run records, once; returns rows imported.
+
+    Runs when ``runs/<experiment>/.csv-imported`` does not exist: columns are renamed per
+    LEGACY_RENAMES, values converted to ResultRow's types where they parse (kept as strings
+    otherwise), unknown columns kept, ``imported_from`` added; a run_id that already has a record is
+    skipped. Lines that cannot be parsed are kept verbatim in ``runs/<experiment>/legacy-unparsed-<UTC>.csv``
+    with one warning; the original CSV is copied to ``<experiment>.csv.pre-v2``. The marker is
+    written afterwards (also when there was no CSV but the runs directory exists). Holds the
+    ``runs/<experiment>/.lock`` lock. Raises ResultsWriteError if something cannot be written.
+    """
+    warn = warn or _warn_stderr
+    results_dir = Path(results_dir)
+    directory = runs_dir(results_dir, experiment)
+    if (directory / _MARKER).exists():
+        return 0
+    if not results_path(results_dir, experiment).exists() and not directory.exists():
+        return 0  # Nothing to import and nothing to protect yet: create nothing.
+    with _lock(directory):
+        return _import_locked(results_dir, experiment, warn)
+
+
+# --- the CSV users open ---------------------------------------------------------------------------
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _is_pre_v2_copy(results_dir: Path, experiment: str, data: bytes) -> bool:
+    """Whether ``data`` is the legacy CSV that import already copied aside (so it is no hand edit)."""
+    for backup in Path(results_dir).glob(f"{glob.escape(experiment)}{_PRE_V2_SUFFIX}*"):
+        try:
+            if backup.stat().st_size == len(data) and backup.read_bytes() == data:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def rebuild_csv(results_dir: str | os.PathLike, experiment: str, warn=None) -> Path:
+    """Rewrite ``<experiment>.csv`` from the run records, atomically, under the runs directory's lock.
+
+    Columns: COLUMNS, then any other key found in the records (sorted). If the CSV was changed since
+    dlbench last wrote it, it is first moved to ``<experiment>.csv.edited-<UTC>`` with one warning.
+    Returns the CSV's path; raises ResultsWriteError if it cannot be written.
+    """
+    warn = warn or _warn_stderr
+    results_dir = Path(results_dir)
+    path = results_path(results_dir, experiment)
+    directory = runs_dir(results_dir, experiment)
+    hash_file = directory / _HASH_FILE
+    with _lock(directory):
+        _import_locked(results_dir, experiment, warn)
+        records = _read_records(directory, warn)
+        columns = list(COLUMNS) + sorted({key for record in records for key in record} - set(COLUMNS))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([_format(record.get(column)) for column in columns] for record in records)
+        data = buffer.getvalue().encode("utf-8", "surrogateescape")
+        new_hash = _sha256(data)
+        try:
+            known = set(hash_file.read_text().split()) if hash_file.exists() else None
+            keep = set()
+            if path.exists():
+                current_data = path.read_bytes()
+                current = _sha256(current_data)
+                if known is not None:
+                    edited = current not in known
+                else:
+                    edited = not _is_pre_v2_copy(results_dir, experiment, current_data)
+                if current == new_hash:
+                    if known is None or current not in known or len(known) > 1:
+                        _atomic_write(hash_file, f"{new_hash}\n".encode())
+                    return path
+                if edited:
+                    aside = _unused(path.with_name(f"{path.name}.edited-{_utc_stamp()}"))
+                    os.replace(path, aside)
+                    _fsync_dir(path.parent)
+                    warn(f"{path} was changed by hand since dlbench wrote it; moved it to {aside} "
+                         f"(hand edits are not read back: the CSV is rebuilt from the run records in {directory})")
+                else:
+                    keep.add(current)
+            # The hash goes first, listing the old content too: a crash between the two writes is no "edit".
+            _atomic_write(hash_file, "".join(f"{value}\n" for value in [new_hash, *keep]).encode())
+            _atomic_write(path, data)
+            if keep:
+                _atomic_write(hash_file, f"{new_hash}\n".encode())
+        except OSError as error:
+            raise ResultsWriteError(f"cannot write results CSV {path}: {_reason(error)}",
+                                    errno_number=error.errno, path=path) from error
+    return path
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
+    """The rows of a CSV (e.g. the rebuilt ``<experiment>.csv``) as dicts of strings; [] if it does not exist."""
     path = Path(path)
     if not path.exists():
         return []
-    with open(path, newline="") as handle:
+    _raise_field_size_limit()
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
         return list(csv.DictReader(handle))
 
 
-def has_run(path: str | os.PathLike, run_id: str) -> bool:
-    return any(row.get("run_id") == run_id for row in read_rows(path))
+# --- before a run -----------------------------------------------------------------------------------
+
+def check_results_dir(results_dir: str | os.PathLike, min_free_bytes: int = 50 * 2**20) -> None:
+    """Make sure runs can record their results: the directory exists (created if needed), a file can
+    actually be created in it, and it has ``min_free_bytes`` free. Raises ResultsDirError (one line)."""
+    directory = Path(results_dir)
+    fix = "choose another with --results-dir DIR"
+    if directory.exists() and not directory.is_dir():
+        raise ResultsDirError(f"results directory {directory} is not a directory; {fix}")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ResultsDirError(f"cannot create results directory {directory} ({_strerror(error)}); {fix}") from error
+    probe = directory / f".dlbench-write-test.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _write_all(descriptor, b"dlbench\n")
+        finally:
+            os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
+        raise ResultsDirError(f"results directory {directory} is not writable ({_strerror(error)}); {fix}") from error
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return  # Free space unknown on this file system: the write test passed, go on.
+    if free < min_free_bytes:
+        raise ResultsDirError(f"results directory {directory} has only {free / 2**20:.1f} MiB free "
+                              f"(at least {min_free_bytes / 2**20:.0f} MiB needed); free some space or {fix}")

@@ -22,6 +22,9 @@ from dlbench import environment, registry, results
 from dlbench.data import DataOptions
 
 
+SEED_MAX = 2**32 - 1  # NumPy's and Keras' seeds are unsigned 32-bit integers.
+
+
 class RunnerError(ValueError):
     """Bad request (unknown variant, GPU absent...): reported as one line, exit status 2."""
 
@@ -42,14 +45,18 @@ class RunSpec:
     group_id: str = ""
     study: str = ""
     study_point: str = ""
+    verbose: bool = False
 
     def new_row(self, **fields) -> results.ResultRow:
         """A result row with this run's identity filled in (the worker's row, or the parent's stand-in)."""
+        experiment = registry.get(self.experiment)
         return results.ResultRow(
             run_id=self.run_id, timestamp_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             experiment=self.experiment, variant=self.variant, device=self.device, repeat=self.repeat,
             seed=self.seed, group_id=self.group_id, study=self.study, study_point=self.study_point,
-            git_commit=environment.git_commit(), host=environment.host(), **environment.versions(), **fields)
+            metric=experiment.metric.name, metric_direction=experiment.metric.direction,
+            progress_unit=experiment.progress_unit, git_commit=environment.git_commit(), host=environment.host(),
+            **environment.versions(), **fields)
 
     def label(self) -> str:
         return (f"{self.experiment}/{self.variant}/{self.device}" + (f"#{self.repeat}" if self.repeat else "")
@@ -73,25 +80,33 @@ def parse_devices(text: str | None) -> list[str] | None:
 def plan(experiment: str, variants: list[str] | None, devices: list[str] | None, overrides: dict,
          **options) -> list[RunSpec]:
     """Specs for the chosen variants (default: all) with the same overrides; see plan_points."""
-    variants = variants or list(registry.variants(registry.get(experiment)))
+    variants = variants or list(registry.get(experiment).variants)
     return plan_points(experiment, [(variant, overrides, "") for variant in variants], devices, **options)
 
 
-def plan_points(experiment: str, points: list[tuple[str, dict, str]], devices: list[str] | None,
+def plan_points(experiment_name: str, points: list[tuple[str, dict, str]], devices: list[str] | None,
                 repeats: int = 1, seed: int = 0, data_options: DataOptions | None = None,
                 results_dir: str = "results", country: str = "FRA", energy: bool = True,
-                group_id: str | None = None, study: str = "") -> list[RunSpec]:
+                group_id: str | None = None, study: str = "", verbose: bool = False) -> list[RunSpec]:
     """Specs for every (variant, overrides, study point label) on every device, repeated; everything is
-    checked (variants, overrides, devices, GPU) before anything runs, each message said once."""
-    module = registry.get(experiment)
-    known = registry.variants(module)
+    checked (variants, overrides, seeds, country, devices, GPU) before anything runs, each message once."""
+    experiment = registry.get(experiment_name)
     for variant, overrides, _ in points:
-        if variant not in known:
-            raise RunnerError(f"unknown variant '{variant}' for {experiment}; valid: {', '.join(known)}")
+        if variant not in experiment.variants:
+            raise RunnerError(f"unknown variant '{variant}' for {experiment_name}; "
+                              f"valid: {', '.join(experiment.variants)}")
         # Check overrides here, once, so a typo fails before any run starts.
-        config_module.apply_overrides(module.Config(), overrides)
+        config_module.apply_overrides(experiment.variants[variant].config, overrides)
     if repeats < 1:
         raise RunnerError("--repeats must be at least 1")
+    if not 0 <= seed <= SEED_MAX - (repeats - 1):
+        raise RunnerError(f"--seed must be in 0..{SEED_MAX} (with --repeats {repeats}: "
+                          f"0..{SEED_MAX - (repeats - 1)}), got {seed}")
+    if energy:
+        try:
+            country = environment.check_country(country)
+        except ValueError as error:
+            raise RunnerError(str(error)) from None
 
     if devices is None:
         devices = ["cpu"] + (["gpu"] if environment.gpu_available()[0] else [])
@@ -107,23 +122,24 @@ def plan_points(experiment: str, points: list[tuple[str, dict, str]], devices: l
     for repeat in range(repeats):
         for variant, overrides, study_point in points:
             for device in devices:
-                if device not in registry.devices_for(module, variant):
+                if device not in experiment.variants[variant].devices:
                     skipped[variant, device] = True
                     continue
                 specs.append(RunSpec(
-                    experiment=experiment, variant=variant, device=device, repeat=repeat, seed=seed + repeat,
-                    overrides=dict(overrides), data_options=data_options, results_dir=str(results_dir),
-                    country=country, energy=energy, run_id=new_id(), group_id=group_id, study=study,
-                    study_point=study_point))
+                    experiment=experiment_name, variant=variant, device=device, repeat=repeat,
+                    seed=seed + repeat, overrides=dict(overrides), data_options=data_options,
+                    results_dir=str(results_dir), country=country, energy=energy, run_id=new_id(),
+                    group_id=group_id, study=study, study_point=study_point, verbose=verbose))
     for variant, device in skipped:
-        print(f"[dlbench] skipping {experiment}/{variant} on {device}: this variant runs on CPU only",
-              file=sys.stderr)
+        print(f"[dlbench] skipping {experiment_name}/{variant} on {device}: this variant runs on "
+              f"{', '.join(experiment.variants[variant].devices)} only", file=sys.stderr)
     if not specs:
         raise RunnerError("nothing to run: the chosen variants do not run on the chosen devices")
     # Say up front when a run will take hours on this CPU, before the user walks away.
-    slow = getattr(module, "SLOW_ON_CPU", {})
-    for variant in dict.fromkeys(spec.variant for spec in specs if spec.device == "cpu" and spec.variant in slow):
-        print(f"[dlbench] note: {experiment}/{variant} on CPU: {slow[variant]}", file=sys.stderr)
+    for variant in dict.fromkeys(spec.variant for spec in specs if spec.device == "cpu"):
+        note = experiment.variants[variant].slow_on_cpu
+        if note:
+            print(f"[dlbench] note: {experiment_name}/{variant} on CPU: {note}", file=sys.stderr)
     return specs
 
 
@@ -138,7 +154,8 @@ def child_environment(device: str) -> dict:
 
 
 def execute(spec: RunSpec) -> int:
-    """Run one spec in a child process; make sure its row exists afterwards. Returns the exit status."""
+    """Run one spec in a child process; make sure its record exists afterwards and rebuild the CSV.
+    Returns the exit status."""
     print(f"[dlbench] run {spec.run_id}: {spec.label()} seed={spec.seed}", flush=True)
     command = [sys.executable, "-m", "dlbench.worker", json.dumps(dataclasses.asdict(spec))]
     process = subprocess.Popen(command, env=child_environment(spec.device))
@@ -146,40 +163,63 @@ def execute(spec: RunSpec) -> int:
     try:
         status = process.wait()
     except KeyboardInterrupt:
-        # The child got the same Ctrl-C; give it time to write its 'interrupted' row.
+        # The child got the same Ctrl-C; give it time to write its 'interrupted' record.
         interrupted = True
         try:
             status = process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
             status = process.wait()
-    csv_path = results.results_path(spec.results_dir, spec.experiment)
-    if not results.has_run(csv_path, spec.run_id):
-        row = spec.new_row(
-            config=json.dumps(spec.overrides, sort_keys=True),
-            status=results.STATUS_INTERRUPTED if interrupted else results.STATUS_FAILED,
-            error=f"worker process ended with status {status} before writing its row "
-                  f"(config column holds the overrides only)",
-        )
-        results.append_row(csv_path, row)
+    try:
+        if not results.has_record(spec.results_dir, spec.experiment, spec.run_id):
+            row = spec.new_row(
+                config=json.dumps(spec.overrides, sort_keys=True),
+                status=results.STATUS_INTERRUPTED if interrupted else results.STATUS_FAILED,
+                error=f"worker process ended with status {status} before writing its record "
+                      f"(config column holds the overrides only)",
+            )
+            results.write_record(spec.results_dir, row)
+        results.rebuild_csv(spec.results_dir, spec.experiment)
+    except results.ResultsWriteError as error:
+        print(f"dlbench: error: {error}", file=sys.stderr, flush=True)
+        status = status or 1
     if interrupted:
         raise KeyboardInterrupt
     return status
 
 
 def run_all(specs: list[RunSpec]) -> int:
-    """Execute every spec in order; return 0 if all succeeded, 1 if any failed, 130 on Ctrl-C."""
-    failures = 0
+    """Execute every spec in order; return 0 if all succeeded, 1 if any failed, 130 on Ctrl-C.
+    Ends with the comparison table of the runs it made."""
+    results.check_results_dir(specs[0].results_dir)  # Before anything runs: writable, free space.
+    failures, status = 0, None
     print(f"[dlbench] {len(specs)} run(s) planned: {', '.join(spec.label() for spec in specs)}", flush=True)
     for spec in specs:
         try:
-            status = execute(spec)
+            exit_status = execute(spec)
         except KeyboardInterrupt:
             print("[dlbench] interrupted: the running run was recorded; no further runs started", file=sys.stderr)
-            return 130
-        if status != 0:
+            status = 130
+            break
+        if exit_status != 0:
             failures += 1
-            print(f"[dlbench] {spec.label()} failed (exit {status}); its row says why", file=sys.stderr)
+            print(f"[dlbench] {spec.label()} failed (exit {exit_status}); its record says why", file=sys.stderr)
     csv_path = results.results_path(specs[0].results_dir, specs[0].experiment)
-    print(f"[dlbench] {len(specs) - failures}/{len(specs)} runs ok; rows in {csv_path}", flush=True)
-    return 1 if failures else 0
+    _print_table_of(specs)
+    if status is None:
+        print(f"[dlbench] {len(specs) - failures}/{len(specs)} runs ok; rows in {csv_path}", flush=True)
+        status = 1 if failures else 0
+    return status
+
+
+def _print_table_of(specs: list[RunSpec]) -> None:
+    """The comparison table of the runs just made (never fatal: the records are already safe)."""
+    from dlbench import report
+
+    try:
+        table = report.run_table(specs[0].results_dir, specs[0].experiment, [spec.run_id for spec in specs])
+    except Exception as error:  # noqa: BLE001 - a display problem must not turn a good run into a failure.
+        print(f"[dlbench] (no table: {error})", file=sys.stderr)
+        return
+    if table:
+        print("\n" + table + "\n", flush=True)

@@ -14,7 +14,7 @@ from typing import Callable
 
 import pandas as pd
 
-from dlbench import report, results, runner
+from dlbench import report, runner
 
 # One plain dict: study name -> module that defines it (in that module's STUDIES dict).
 STUDIES = {
@@ -66,10 +66,12 @@ def plan(study: Study, user_overrides: dict, variants: list[str] | None, devices
 
 def latest_rows(study: Study, results_dir) -> pd.DataFrame:
     """The rows of the study's most recent invocation (numeric columns parsed, as report reads them)."""
-    path = results.results_path(results_dir, study.experiment)
-    frame = report.load_results(results_dir, study.experiment) if path.exists() else pd.DataFrame()
-    if frame.empty or "study" not in frame or not (frame["study"] == study.name).any():
-        raise FileNotFoundError(f"no rows of study '{study.name}' in {path}; run: dlbench study {study.name}")
+    try:
+        frame = report.load_results(results_dir, study.experiment)
+    except FileNotFoundError:
+        frame = pd.DataFrame()
+    if frame.empty or not (frame["study"] == study.name).any():
+        raise FileNotFoundError(f"no runs of study '{study.name}' in {results_dir}; run: dlbench study {study.name}")
     frame = frame[frame["study"] == study.name]
     return frame[frame["group_id"] == frame["group_id"].iloc[-1]].copy()
 

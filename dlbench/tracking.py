@@ -1,9 +1,10 @@
 """Timing and energy measurement around one run, written so that measurement never kills a run.
 
 ``track(row, ...)`` is the one place a run is measured: it starts a CodeCarbon
-``OfflineEmissionsTracker`` (no network, explicit country), hands the experiment a ``Run`` for its
-phase timers and per-epoch history, and when the block ends, normally or not, fills in the status,
-timings and energy columns and appends the row to the results CSV.
+``OfflineEmissionsTracker`` (no network, explicit country), hands the experiment a ``Record`` for its
+phase timers, per-unit history, metrics and artifacts, shows progress and a forecast of the whole
+run, and when the block ends, normally or not, fills in the status, timings and energy columns and
+writes the run's record.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ import logging
 import math
 import os
 import statistics
+import sys
 import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
 from dlbench import data as data_module
+from dlbench import progress as progress_module
 from dlbench import results
+from dlbench.experiment import Experiment
 
 DEFAULT_COUNTRY = "FRA"  # The course is taught in France; override with --country / DLBENCH_COUNTRY.
 MEASURE_POWER_SECONDS = 5.0
@@ -75,6 +79,9 @@ class EnergyTracker:
 
             self._tracker = OfflineEmissionsTracker(**self.settings)
             self._tracker.start()
+            # The first mid-run reading loads CodeCarbon's carbon data (~0.1 s): do it now, before
+            # the run's clocks start, so the forecast after the first unit costs under a millisecond.
+            self.so_far()
         except Exception as error:
             self._tracker = None
             self._error = f"start failed: {type(error).__name__}: {error}"
@@ -110,6 +117,12 @@ class EnergyTracker:
         except Exception as error:
             row.energy_status = f"unavailable: stop failed: {type(error).__name__}: {error}"
 
+    def so_far(self) -> tuple[float, float] | None:
+        """(kWh, kg CO2) since start, read without stopping the tracker; None when not measuring."""
+        if self._tracker is None:
+            return None
+        return progress_module.energy_so_far(self._tracker)
+
     def _describe_method(self) -> str:
         """Say how each part was obtained, e.g. 'cpu=cpu_load estimate (TDP 35 W); ram=...; gpu=NVML'."""
         parts = []
@@ -132,22 +145,47 @@ class EnergyTracker:
         return "; ".join(parts) or "unknown"
 
 
+
+
 # --------------------------------------------------------------------------------------------------
-# What an experiment sees of the runner
+# What an experiment sees of the harness: the run's record
 # --------------------------------------------------------------------------------------------------
 
+# Columns only the harness writes: who ran what, with which configuration and data.
+HARNESS_COLUMNS = frozenset({
+    "run_id", "timestamp_utc", "experiment", "variant", "device", "repeat", "seed", "group_id", "study",
+    "study_point", "status", "error", "config", "jit_compile", "dataset", "dataset_source", "dataset_origin",
+    "metric", "metric_direction", "metric_value", "progress_unit", "units_run", "history_file",
+    "artifacts_dir", "log_file"})
 
-class Run:
-    """Phase timers, data loading, per-epoch history and metric recording for one run."""
 
-    def __init__(self, row: results.ResultRow, data_options: data_module.DataOptions, device: str):
+class Record:
+    """One run as the experiment fills it: phases, data, per-unit history, metrics, artifacts.
+
+    ``unit(seconds, **metrics)`` logs one epoch, episode or step and drives the progress display and
+    the forecast; ``phase(name)`` times any named phase; ``artifact_path(name)`` gives a file under
+    ``results/artifacts/<experiment>/<run_id>/`` for figures the experiment writes."""
+
+    def __init__(self, row: results.ResultRow, experiment: Experiment, results_dir: Path,
+                 data_options: data_module.DataOptions, energy: "EnergyTracker",
+                 progress: progress_module.Progress | None = None):
         self.row = row
+        self.experiment = experiment
         self.seed = row.seed
-        self.device = device
+        self.device = row.device
+        self.results_dir = Path(results_dir)
         self.data_options = data_options
-        self.epochs: list[dict] = []
+        self.energy = energy
+        self.progress = progress or progress_module.Progress(
+            f"{row.experiment}/{row.variant}/{row.device}", experiment.progress_unit, stream=sys.stdout)
+        self.units: list[dict] = []
         self.extra_metrics: dict = {}
+        self.phase_times: dict[str, float] = {}
+        self.forecast: progress_module.Forecast | None = None
+        self.items_per_unit: float | None = None
+        self.started = time.perf_counter()
 
+    # ---------------------------------------------------------------------------------- clocks
     def synchronize(self) -> None:
         """GPU work is asynchronous: wait for it before reading a clock."""
         if self.device == "gpu":
@@ -155,19 +193,24 @@ class Run:
 
             tf.test.experimental.sync_devices()
 
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
     @contextmanager
     def phase(self, name: str):
-        """Time one phase ('data', 'build', 'train', 'eval') into the row's time_<name>_s column.
-
-        A phase entered twice (loading, then preparing the data) adds up."""
-        column = f"time_{name}_s"
+        """Time one phase; any name is fine (data, build, train, eval, rollout, ...). A phase entered
+        twice (loading, then preparing the data) adds up. data/build/train/eval also have columns."""
         start = time.perf_counter()
         try:
             yield
         finally:
             self.synchronize()
-            setattr(self.row, column, (getattr(self.row, column) or 0.0) + time.perf_counter() - start)
+            self.phase_times[name] = self.phase_times.get(name, 0.0) + time.perf_counter() - start
+            column = f"time_{name}_s"
+            if column in results.COLUMNS:
+                setattr(self.row, column, self.phase_times[name])
 
+    # ------------------------------------------------------------------------------------ data
     def load_data(self, name: str) -> data_module.Dataset:
         with self.phase("data"):
             dataset = data_module.load(name, self.data_options)
@@ -177,73 +220,168 @@ class Run:
         self.row.n_test = len(dataset.x_test)
         return dataset
 
-    def record(self, **fields) -> None:
-        """Set row columns (parameters, test_accuracy, n_train, ...); unknown names are an error."""
+    # --------------------------------------------------------------------------------- metrics
+    def set(self, **fields) -> None:
+        """Set row columns the experiment measures (parameters, test_accuracy, n_train, ...)."""
         for name, value in fields.items():
+            if name in HARNESS_COLUMNS:
+                raise AttributeError(f"column '{name}' is written by the harness, not the experiment")
             if not hasattr(self.row, name):
                 raise AttributeError(f"ResultRow has no column '{name}'")
             setattr(self.row, name, value)
 
-    def record_metrics(self, **metrics) -> None:
-        """Further metrics (F1, Dice, ...) that go into the row's extra_metrics JSON."""
-        self.extra_metrics.update({k: float(v) for k, v in metrics.items()})
+    def add_metrics(self, **metrics) -> None:
+        """Further metrics (F1, Dice, FCD, ...) for the row's extra_metrics JSON."""
+        self.extra_metrics.update({key: float(value) for key, value in metrics.items()})
 
-    def record_epoch(self, seconds: float, **metrics) -> None:
-        self.epochs.append({"epoch": len(self.epochs) + 1, "seconds": seconds,
-                            **{k: float(v) for k, v in metrics.items()}})
+    def artifact_path(self, name: str) -> Path:
+        """A path for a file this run writes (a figure, a grid, a curve), directory created."""
+        directory = self.results_dir / "artifacts" / self.row.experiment / self.row.run_id
+        directory.mkdir(parents=True, exist_ok=True)
+        self.row.artifacts_dir = str(directory.relative_to(self.results_dir))
+        return directory / name
+
+    # -------------------------------------------------------------------------------- progress
+    def expect_units(self, total: int, items_per_unit: float | None = None) -> None:
+        """How many units the run plans, and how many items (images, tokens...) one unit processes."""
+        self.row.units_planned = int(total)
+        self.items_per_unit = items_per_unit
+        self.progress.set_total(int(total))
+
+    def batch(self, done: int, total: int | None) -> None:
+        """Progress inside a long unit (a bar on a terminal)."""
+        self.progress.batch(done, total)
+
+    def unit(self, seconds: float, items: float | None = None, **metrics) -> None:
+        """Log one finished unit: its wall time, how many items it processed, and its metrics."""
+        entry = {self.experiment.progress_unit: len(self.units) + 1, "seconds": float(seconds)}
+        if items is not None or self.items_per_unit is not None:
+            entry["items"] = float(items if items is not None else self.items_per_unit)
+        entry.update({key: float(value) for key, value in metrics.items()})
+        self.units.append(entry)
+        elapsed = self.elapsed()
+        count = len(self.units)
+        reached_target = self._reached_target(entry)
+        # Energy is read (a fresh CodeCarbon measurement) only where it is used: for the forecasts
+        # after the first two units and at the target; the time forecast (the ETA) is made every unit.
+        energy = self.energy.so_far() if count <= 2 or reached_target else None
+        forecast = progress_module.make_forecast([unit["seconds"] for unit in self.units],
+                                                 self.row.units_planned or 0, elapsed, *(energy or (None, None)))
+        if reached_target:
+            self.row.time_to_target_s = elapsed
+            self.row.energy_to_target_kwh = energy[0] if energy else None
+        # The stored forecast is the first one made from a steady unit, not from the compile-heavy first.
+        if forecast is not None and count == 2:
+            self.forecast = forecast
+            self.row.forecast_after_unit = forecast.after_unit
+            self.row.forecast_time_s = forecast.time_s
+            self.row.forecast_kwh = forecast.kwh
+            self.row.forecast_co2_kg = forecast.co2_kg
+        self.progress.unit_done(count, seconds, elapsed, metrics, forecast)
+
+    def _reached_target(self, entry: dict) -> bool:
+        metric = self.experiment.metric
+        if metric.target is None or self.row.time_to_target_s is not None:
+            return False
+        value = entry.get(metric.validation_key)
+        if value is None or not math.isfinite(value):
+            return False
+        return value >= metric.target if metric.higher_is_better else value <= metric.target
 
     def keras_callback(self):
-        """A Keras callback that records each epoch's wall time and logs (loss, accuracy, val_*)."""
+        """A Keras callback: each epoch's wall time and logs become a unit; batches move the bar."""
         import keras
 
-        run = self
+        record = self
 
-        class EpochTimer(keras.callbacks.Callback):
+        class UnitTimer(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                if record.row.units_planned is None and self.params.get("epochs"):
+                    record.expect_units(self.params["epochs"], record.items_per_unit)
+
             def on_epoch_begin(self, epoch, logs=None):
                 self._start = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                record.batch(batch + 1, self.params.get("steps"))
 
             def on_epoch_end(self, epoch, logs=None):
                 # Keras has already fetched the epoch's metrics to the host, which waits for the
                 # device; synchronize anyway so the figure never depends on that detail.
-                run.synchronize()
-                run.record_epoch(time.perf_counter() - self._start, **(logs or {}))
+                record.synchronize()
+                record.unit(time.perf_counter() - self._start, **(logs or {}))
 
-        return EpochTimer()
+        return UnitTimer()
 
-    def finish(self, history_path: Path | None) -> None:
-        """Derive the epoch figures and write the per-epoch history file."""
+    # ---------------------------------------------------------------------------------- finish
+    def finish(self) -> None:
+        """Derive the per-unit figures, the headline metric and write the history file."""
         row = self.row
-        if self.epochs:
-            row.epochs_run = len(self.epochs)
-            row.time_first_epoch_s = self.epochs[0]["seconds"]
-            if len(self.epochs) > 1:
-                row.time_steady_epoch_s = statistics.median(e["seconds"] for e in self.epochs[1:])
-                if row.n_train and row.time_steady_epoch_s > 0:
-                    row.train_samples_per_s = row.n_train / row.time_steady_epoch_s
-            last = self.epochs[-1]
+        self.progress.close()
+        row.phase_times = json.dumps({name: round(seconds, 6) for name, seconds in self.phase_times.items()},
+                                     sort_keys=True)
+        if self.units:
+            row.units_run = len(self.units)
+            row.time_first_unit_s = self.units[0]["seconds"]
+            steady = self.units[1:]
+            if steady:
+                row.time_steady_unit_s = statistics.median(unit["seconds"] for unit in steady)
+                seconds = sum(unit["seconds"] for unit in steady)
+                if "items" in steady[0] and seconds > 0:
+                    row.throughput = sum(unit.get("items", 0.0) for unit in steady) / seconds
+                    row.throughput_unit = self.experiment.throughput_unit
+            last = self.units[-1]
             row.train_accuracy = last.get("accuracy", row.train_accuracy)
             row.validation_accuracy = last.get("val_accuracy", row.validation_accuracy)
-            if history_path is not None:
-                history_path.parent.mkdir(parents=True, exist_ok=True)
-                columns = list(dict.fromkeys(key for epoch in self.epochs for key in epoch))
-                with open(history_path, "w", newline="") as handle:
-                    writer = csv.DictWriter(handle, fieldnames=columns)
-                    writer.writeheader()
-                    writer.writerows(self.epochs)
         if self.extra_metrics:
             row.extra_metrics = json.dumps(self.extra_metrics, sort_keys=True)
+        metric = self.experiment.metric
+        value = getattr(row, metric.name, None) if metric.name in results.COLUMNS else self.extra_metrics.get(metric.name)
+        row.metric_value = None if value is None or not math.isfinite(value) else float(value)
+        if self.units:
+            self.write_history()
+
+    def write_history(self) -> None:
+        path = self.results_dir / "history" / self.row.experiment / f"{self.row.run_id}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        columns = list(dict.fromkeys(key for unit in self.units for key in unit))
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.units)
+        self.row.history_file = str(path.relative_to(self.results_dir))
+
+
+def _log_traceback(log_path: Path | None) -> None:
+    """Keep the failure's traceback in the run's log file, whatever the console showed."""
+    if log_path is None:
+        return
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as log:
+            traceback.print_exc(file=log)
+    except OSError:
+        pass
+
+
+def _append_error(row: results.ResultRow, message: str) -> None:
+    row.error = (row.error + " | " + message).strip(" |")
 
 
 @contextmanager
-def track(row: results.ResultRow, results_dir: Path, data_options, energy: EnergyTracker):
-    """Measure one run and always leave its row, whatever happens inside the block."""
-    csv_path = results.results_path(results_dir, row.experiment)
-    history_path = Path(results_dir) / "history" / row.experiment / f"{row.run_id}.csv"
-    run = Run(row, data_options, energy.device)
+def track(row: results.ResultRow, experiment: Experiment, results_dir: Path, data_options,
+          energy: EnergyTracker, progress: progress_module.Progress | None = None, verbose: bool = False,
+          log_path: Path | None = None):
+    """Measure one run and always leave its record, whatever happens inside the block.
+
+    A data error (missing full data in strict mode, a corrupt file) is one line on the console; any
+    other failure prints its traceback. Both are in the row's error column."""
+    row.metric, row.metric_direction = experiment.metric.name, experiment.metric.direction
+    row.progress_unit, row.target = experiment.progress_unit, experiment.metric.target
     energy.start()
-    start = time.perf_counter()
+    record = Record(row, experiment, results_dir, data_options, energy, progress)
     try:
-        yield run
+        yield record
         row.status = results.STATUS_OK
     except KeyboardInterrupt:
         row.status = results.STATUS_INTERRUPTED
@@ -252,19 +390,26 @@ def track(row: results.ResultRow, results_dir: Path, data_options, energy: Energ
     except BaseException as error:
         row.status = results.STATUS_FAILED
         row.error = f"{type(error).__name__}: {error}".replace("\n", " ")[:2000]
-        traceback.print_exc()
+        record.progress.close()
+        if isinstance(error, data_module.DataError) and not verbose:
+            print(f"dlbench: error: {error}", file=sys.stderr, flush=True)
+        else:
+            traceback.print_exc()
+        _log_traceback(log_path)
         raise
     finally:
-        row.time_total_s = time.perf_counter() - start
+        row.time_total_s = record.elapsed()
         try:
-            run.finish(history_path)
-            if run.epochs:
-                row.history_file = str(history_path.relative_to(results_dir))
+            record.finish()
         except Exception as error:  # A history write failure must not lose the row.
-            row.error = (row.error + f" | history not saved: {error}").strip(" |")
+            _append_error(row, f"history not saved: {error}")
         energy.stop(row)
+        row.forecast_time_error = progress_module.relative_error(row.forecast_time_s, row.time_total_s)
+        row.forecast_kwh_error = progress_module.relative_error(row.forecast_kwh, row.energy_kwh)
         for name in ("test_accuracy", "test_loss"):
             value = getattr(row, name)
             if value is not None and not math.isfinite(value):
-                row.error = (row.error + f" | {name} is not finite (training diverged?)").strip(" |")
-        results.append_row(csv_path, row)
+                _append_error(row, f"{name} is not finite (training diverged?)")
+        if log_path is None or not log_path.exists():
+            row.log_file = ""
+        results.write_record(results_dir, row)

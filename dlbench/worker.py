@@ -1,19 +1,25 @@
 """One run in its own fresh process: ``python -m dlbench.worker '<json spec>'``.
 
 The parent (dlbench.runner) fixes the device through the environment before this process imports
-TensorFlow (``CUDA_VISIBLE_DEVICES=""`` for CPU), so CPU and GPU rows never share a process.
-Exit status: 0 ok, 1 failed, 130 interrupted; the row is written in every case.
+TensorFlow (``CUDA_VISIBLE_DEVICES=""`` for CPU), so CPU and GPU rows never share a process. A
+variant that never touches TensorFlow (the NumPy MLP) does not import it at all: its run starts in
+well under a second instead of about eight. TensorFlow's C++ start-up lines are kept in the run's
+log file beside its record instead of the console.
+Exit status: 0 ok, 1 failed, 130 interrupted; the record is written in every case it can be.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import random
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from dlbench import config as config_module
-from dlbench import environment, registry, runner, tracking
+from dlbench import environment, registry, results, runner, tracking
 from dlbench.data import DataOptions
 
 
@@ -25,51 +31,104 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+@contextmanager
+def stderr_into(log_path: Path):
+    """Send this process's file descriptor 2 (where TensorFlow's C++ logging writes, before any of
+    its log-level settings apply) to the run's log file for the duration of the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+    except OSError:  # No log file: the lines go to the console as before.
+        os.close(saved)
+        yield
+        return
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def check_device(device: str) -> str:
-    """Confirm what TensorFlow sees matches the requested device; return the device's name."""
-    if device == "cpu":
-        return environment.cpu_name()
+    """Confirm what TensorFlow sees matches the requested device; return the device's name. Asking
+    TensorFlow for its devices also initialises them now, while its start-up lines go to the log."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
+    if device == "cpu":
+        return environment.cpu_name()
     if not gpus:
         raise DeviceError("a GPU run was requested but TensorFlow sees no GPU in this process")
     return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
 
 
-def main(spec: runner.RunSpec) -> int:
-    # A polite kill (SIGTERM from a scheduler, timeout) is handled like Ctrl-C: the row says so.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    module = registry.get(spec.experiment)
-    config = config_module.apply_overrides(module.Config(), spec.overrides)
-    # The experiment records what it actually used when that differs (the NumPy MLP has no XLA).
-    row = spec.new_row(config=config_module.to_json(config),
-                       jit_compile=str(getattr(config, "jit_compile", "n/a")).lower())
-    energy = tracking.EnergyTracker(spec.country, spec.device, enabled=spec.energy)
-    data_options = DataOptions(**spec.data_options)
-    # TensorFlow's start-up (a few seconds) happens before the run's clocks start, for every variant
-    # alike; experiments import Keras inside their functions, where it is then already loaded. A
-    # failed or interrupted import is raised inside the run below, so that the row says why.
-    try:
+def set_seeds(seed: int, uses_tensorflow: bool) -> None:
+    """Python, NumPy and (when loaded) TensorFlow; NumPy code also gets record.seed explicitly."""
+    if uses_tensorflow:
         import keras
-    except BaseException as error:
-        keras, import_error = None, error
 
+        keras.utils.set_random_seed(seed)
+    else:
+        import numpy as np
+
+        random.seed(seed)
+        np.random.seed(seed)
+
+
+def main(spec: runner.RunSpec) -> int:
+    # A polite kill (SIGTERM from a scheduler, timeout) is handled like Ctrl-C: the record says so.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    experiment = registry.get(spec.experiment)
+    variant = experiment.variants[spec.variant]
+    config = config_module.apply_overrides(variant.config, spec.overrides)
+    results_dir = Path(spec.results_dir)
+    log_path = results.runs_dir(results_dir, spec.experiment) / f"{spec.run_id}.log"
+    row = spec.new_row(config=config_module.to_json(config),
+                       jit_compile=str(getattr(config, "jit_compile", "n/a")).lower()
+                       if variant.uses_tensorflow else "n/a",
+                       log_file=str(log_path.relative_to(results_dir)))
+    # TensorFlow's start-up (a few seconds) happens before the run's clocks start; experiments
+    # import Keras inside their functions, where it is then already loaded. A failed or interrupted
+    # import is raised inside the run below, so that the record says why.
+    import_error = None
+    if variant.uses_tensorflow:
+        with stderr_into(log_path):
+            try:
+                import keras  # noqa: F401
+            except BaseException as error:
+                import_error = error
+    energy = tracking.EnergyTracker(spec.country, spec.device, enabled=spec.energy)
     try:
-        with tracking.track(row, Path(spec.results_dir), data_options, energy) as run:
-            if keras is None:
+        with tracking.track(row, experiment, results_dir, DataOptions(**spec.data_options), energy,
+                            verbose=spec.verbose, log_path=log_path) as record:
+            if import_error is not None:
                 raise import_error
-            row.device_name = check_device(spec.device)
-            # Seeds Python, NumPy and TensorFlow at once; NumPy code also gets run.seed explicitly.
-            keras.utils.set_random_seed(spec.seed)
-            module.run(config, spec.variant, run)
+            if variant.uses_tensorflow:
+                with stderr_into(log_path):  # TensorFlow's device set-up logs too (cuInit...).
+                    row.device_name = check_device(spec.device)
+            else:
+                row.device_name = environment.cpu_name()
+            set_seeds(spec.seed, variant.uses_tensorflow)
+            experiment.run(config, spec.variant, record)
     except KeyboardInterrupt:
         return 130
+    except results.ResultsWriteError as error:
+        print(f"dlbench: error: {error}", file=sys.stderr, flush=True)
+        return 1
     except Exception:
         return 1
-    print(f"[dlbench] {row.experiment}/{row.variant}/{row.device}: test_accuracy={row.test_accuracy} "
-          f"total={row.time_total_s:.1f}s energy={row.energy_kwh} kWh co2={row.co2_kg} kg", flush=True)
+    print(f"[dlbench] {row.experiment}/{row.variant}/{row.device}: {row.metric}={_number(row.metric_value)} "
+          f"total={row.time_total_s:.1f}s energy={_number(row.energy_kwh)} kWh co2={_number(row.co2_kg)} kg",
+          flush=True)
     return 0
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 if __name__ == "__main__":

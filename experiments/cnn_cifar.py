@@ -1,59 +1,27 @@
 """
-Title: Fully connected network vs small CNN vs wide CNN on CIFAR-10, with SGD/Adam and ablations
-Course: SPEC.md section 2 (CIFAR-10: 32x32x3 colour images, 10 classes, 50k train / 10k test).
-Accelerator: the fc and lenet variants are fine on a CPU; the three wide variants want a GPU.
+Fully connected network vs small CNN vs wide CNN on CIFAR-10, with SGD/Adam and ablations
+(SPEC.md section 2: 32x32x3 colour images, 10 classes, 50k train / 10k test).
 
-Description: the course's three CIFAR-10 models, trained with keras `model.fit()` on a `tf.data`
-pipeline (shuffle, batch, normalise, optional augmentation, prefetch):
+The course's three models, trained with keras `model.fit()` on a `tf.data` pipeline (shuffle,
+batch, normalise, optional augmentation, prefetch):
+- Model 1 (`fc_sgd`, `fc_adam`): fully connected 3072 -> 1024 -> 256 -> 64 -> 10 (3,426,250
+  parameters), plain SGD 0.01 and Adam 1e-4 (at 1e-3 Adam overfits this dense model within a few
+  epochs); the course uses the pair to motivate Adam.
+- Model 2 (`lenet`): conv 6 k5, max-pool, conv 16 k5, max-pool, dense 400 -> 120 -> 84 -> 10
+  (62,006), Adam 1e-3, 10 epochs (its validation accuracy peaks near epoch 10).
+- Model 3 (`wide`): six 3x3 convolutions 32-64-128-128-256-256, batch norm after the first of each
+  pair, three max-pools, dropout 0.05, dense 4096 -> 1024 -> 512 -> 10 (5,853,002, of which 832
+  non-trainable batch-norm statistics), Adam 1e-3, 15 epochs; ablations `wide_nodrop` and
+  `wide_nobn_nodrop` (5,851,338).
+The official test images are the test set; 20 % of the training images are held out for per-epoch
+validation (the course's 80/20). The offline copy is CIFAR-10 saved as JPEG quality 75 (rows say so).
+Batch 64, no augmentation, schedule, early stopping or clipping, XLA off: the course's baseline,
+each one `--set` away (augmentation=true, lr_schedule=cosine, early_stopping_patience=3, ...).
 
-- Model 1 (`fc_sgd`, `fc_adam`): fully connected 3072 -> 1024 -> 256 -> 64 -> 10, 3,426,250 parameters,
-  trained with plain SGD and again with Adam; the course uses the pair to motivate Adam.
-- Model 2 (`lenet`): conv 3->6 k5, maxpool, conv 6->16 k5, maxpool, dense 400 -> 120 -> 84 -> 10,
-  62,006 parameters.
-- Model 3 (`wide`): six 3x3 "same" convolutions 32-64-128-128-256-256 with batch norm after the
-  first of each pair, three max-pools, dropout 0.05, dense 4096 -> 1024 -> 512 -> 10: 5,853,002
-  parameters (Keras' count, which includes the 832 non-trainable batch-norm moving statistics;
-  5,852,170 trainable). Ablations: `wide_nodrop` (no dropout, same count) and `wide_nobn_nodrop`
-  (neither, 5,851,338).
-
-Data: the official 10,000 test images are the test set, evaluated once at the end. Of the 50,000
-training images, 20 % (10,000) are held out for per-epoch validation, the course's 80/20 split;
-40,000 are trained on. Inputs are standardised per channel with the mean and standard deviation
-of the training split. The shared offline copy is CIFAR-10 saved as JPEG quality 75 (every row
-says so in dataset_origin); expect small differences from the original pixels.
-
-Choices where the course is vague, with the reasons:
-- Optimizer, learning rate and epochs per variant (VARIANT_DEFAULTS below; a `--set` of any of
-  them applies to every variant, and each row's config column holds the values the run used):
-  fc_sgd plain SGD 0.01, no momentum, so the contrast with Adam is the course's; fc_adam Adam 1e-4,
-  because at 1e-3 Adam overfits the 3.4 M-parameter dense model within a few epochs; lenet and the
-  wide models Adam 1e-3, the usual Adam default, which trains these CNNs without tuning.
-  Epochs: fc 15, lenet 10 (its validation accuracy peaks near epoch 10 and falls after: at 20
-  epochs the same run ends at 60.1 % instead of 61.6 %), wide 15.
-- Batch 64, no augmentation, no learning-rate schedule, no early stopping, no clipping, XLA off:
-  the course's baseline; each is one `--set` away (augmentation=true, lr_schedule=cosine|step,
-  early_stopping_patience=3, gradient_clip_norm=1, jit_compile=true, train_subset=5000).
-
-Measured on the full data (shared JPEG copy), seed 0, 2 CPU cores (AMD EPYC), nothing else running,
-with `dlbench run cnn_cifar --variants fc_sgd,fc_adam,lenet` (defaults) and
-`dlbench run cnn_cifar --variants wide --set "epochs=2 augmentation=true"`:
-    variant   epochs  test accuracy  s/epoch first / steady  images/s  whole run
-    fc_sgd      15       51.3 %           9.9 / 8.9           4,512     150 s
-    fc_adam     15       52.2 %          15.3 / 13.1          3,064     233 s
-    lenet       10       61.6 %           8.4 / 6.8           5,852      82 s
-    wide         2       58.9 %         302 / 215               186     582 s  (augmentation on; a short
-                                                                       CPU check, not a result)
-Model 3 costs about 35 TFLOP per epoch (40,000 images forward and backward, 10,000 validation
-images forward): about 3.5 minutes per epoch on these 2 cores (7 minutes when the machine is
-shared). So `make experiment NAME=cnn_cifar`, which runs all six variants on the CPU when there is
-no GPU, takes about 8 minutes for fc_sgd, fc_adam and lenet, then roughly an hour for each of the
-three wide variants (15 epochs; the one without batch norm is somewhat faster); the runner says so
-before it starts. The default is kept as the course configuration anyway: a shortened wide default
-would put a half-trained Model 3 into the comparison table next to fully trained models, and CPU
-and GPU rows must run the same configuration to be comparable. For a quick CPU look run
-    make experiment NAME=cnn_cifar VARIANTS=fc_sgd,fc_adam,lenet
-and run the wide variants on a GPU. The run meant to reach >= 80 % with Model 3 (not measured in
-this session: no GPU was available) is
+Expected (full data, seed 0, 2 AMD EPYC cores, no GPU; `dlbench run cnn_cifar --variants fc_sgd,fc_adam,lenet`):
+    test accuracy: fc_sgd 51.3 %, fc_adam 52.2 %, lenet 61.6 % (one run each)
+    seconds per epoch (steady): fc_sgd ~9, fc_adam ~13, lenet ~7; wide ~215 (an hour per wide
+    variant on the CPU: run those with DEVICES=gpu). Meant to reach >= 80 % (not yet measured, no GPU):
     make experiment NAME=cnn_cifar VARIANTS=wide DEVICES=gpu SET="augmentation=true lr_schedule=cosine epochs=30"
 """
 
@@ -65,25 +33,15 @@ from typing import Literal
 
 import numpy as np
 
-from dlbench import config as config_module
+from dlbench.experiment import Experiment, Metric, Variant
 
 # Keras and TensorFlow are imported inside the functions that use them, not at the top: `dlbench list`
-# and the runner's parent process read VARIANTS and Config from this file without paying TensorFlow's
-# start-up (about 3 s and 0.5 GB); the worker process that trains imports them before its clocks start.
-VARIANTS = {
-    "fc_sgd": "Model 1: fully connected 3072-1024-256-64-10, plain SGD",
-    "fc_adam": "Model 1 again, trained with Adam",
-    "lenet": "Model 2: small CNN (two 5x5 convolutions, three dense layers), Adam",
-    "wide": "Model 3: six 3x3 convolutions with batch norm, dropout 0.05, Adam",
-    "wide_nodrop": "Model 3 without dropout (ablation)",
-    "wide_nobn_nodrop": "Model 3 without batch norm and without dropout (ablation)",
-}
-CPU_ONLY_VARIANTS: set[str] = set()
+# and the runner's parent process read the declaration at the end of this file without paying
+# TensorFlow's start-up (seconds and 0.5 GB); the worker that trains imports them before its clocks start.
 DATASET = "cifar10"
 # Printed by the runner before a CPU run starts (measured on 2 AMD EPYC cores, see the docstring).
 _WIDE_ON_CPU = ("about 3.5 minutes per epoch on 2 idle CPU cores, 15 epochs by default (about an hour); "
                 "use DEVICES=gpu, or VARIANTS=fc_sgd,fc_adam,lenet for a quick CPU run")
-SLOW_ON_CPU = {"wide": _WIDE_ON_CPU, "wide_nodrop": _WIDE_ON_CPU, "wide_nobn_nodrop": _WIDE_ON_CPU}
 
 # Keras' model.count_params(), checked when the model is built (and in the tests).
 PARAMETER_COUNTS = {
@@ -95,23 +53,12 @@ PARAMETER_COUNTS = {
     "wide_nobn_nodrop": 5_851_338,
 }
 
-# What a config field left at None means for each variant.
-VARIANT_DEFAULTS = {
-    "fc_sgd": {"optimizer": "sgd", "learning_rate": 0.01, "epochs": 15},
-    "fc_adam": {"optimizer": "adam", "learning_rate": 1e-4, "epochs": 15},
-    "lenet": {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 10},
-    "wide": {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 15},
-    "wide_nodrop": {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 15},
-    "wide_nobn_nodrop": {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 15},
-}
-
-
 @dataclasses.dataclass(frozen=True)
 class Config:
-    epochs: int | None = None  # None: the variant's default (VARIANT_DEFAULTS).
+    epochs: int = 15
     batch_size: int = 64
-    optimizer: Literal["sgd", "adam"] | None = None  # None: the variant's default.
-    learning_rate: float | None = None  # None: the variant's default.
+    optimizer: Literal["sgd", "adam"] = "adam"
+    learning_rate: float = 1e-3
     momentum: float = 0.0  # SGD only. 0: plain SGD, so fc_sgd vs fc_adam contrasts SGD with Adam itself.
     augmentation: bool = False  # Random horizontal flip and shifts of up to 4 pixels, training only.
     normalization: Literal["channel_standardize", "unit_range"] = "channel_standardize"
@@ -123,12 +70,10 @@ class Config:
     jit_compile: bool = False  # XLA off on every device, so CPU and GPU rows compare alike.
 
     def validate(self):
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError("epochs must be >= 1 (or none for the variant's default)")
-        if self.learning_rate is not None and self.learning_rate <= 0:
-            raise ValueError("learning_rate must be > 0 (or none for the variant's default)")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.learning_rate <= 0:
+            raise ValueError("learning_rate must be > 0")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError("momentum must be in [0, 1)")
         if self.early_stopping_patience < 0 or self.gradient_clip_norm < 0 or self.train_subset < 0:
@@ -137,69 +82,6 @@ class Config:
             raise ValueError("validation_fraction must be in [0, 1)")
         if self.early_stopping_patience and self.validation_fraction == 0:
             raise ValueError("early stopping watches the validation loss: set validation_fraction > 0")
-
-
-def resolve(config: Config, variant: str) -> Config:
-    """Fill the fields left at None with the variant's defaults."""
-    defaults = {key: value for key, value in VARIANT_DEFAULTS[variant].items() if getattr(config, key) is None}
-    return dataclasses.replace(config, **defaults)
-
-
-def run(config: Config, variant: str, run) -> None:
-    import keras
-
-    config = resolve(config, variant)
-    run.record(config=config_module.to_json(config))  # The row shows the values actually used.
-
-    # ---------------------------------------------------------------------------- Prepare the data
-    dataset = run.load_data(DATASET)
-    with run.phase("data"):
-        # A seeded split, so every variant sees exactly the same training and validation images.
-        order = np.random.default_rng(run.seed).permutation(len(dataset.x_train))
-        n_validation = int(round(config.validation_fraction * len(order)))
-        validation, train = order[:n_validation], order[n_validation:]
-        if config.train_subset:
-            if config.train_subset > len(train):
-                raise ValueError(f"train_subset={config.train_subset} is more than the {len(train)} training "
-                                 f"images available ({dataset.source} data)")
-            train = train[: config.train_subset]
-        x_train, y_train = dataset.x_train[train], dataset.y_train[train]
-        mean, std = channel_statistics(x_train, config.normalization)
-        train_data = make_pipeline(x_train, y_train, config, mean, std, training=True, seed=run.seed)
-        validation_data = (
-            make_pipeline(dataset.x_train[validation], dataset.y_train[validation], config, mean, std)
-            if n_validation else None
-        )
-        test_data = make_pipeline(dataset.x_test, dataset.y_test, config, mean, std)
-    run.record(n_train=len(x_train), n_validation=n_validation)
-
-    # ---------------------------------------------------------------------------- Build the model
-    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
-    with run.phase("build"):
-        model = build_model(variant)
-        model.compile(
-            optimizer=make_optimizer(config, steps_per_epoch),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-            jit_compile=config.jit_compile,  # Explicit: "auto" would turn XLA on only where a GPU exists.
-        )
-    check_parameter_count(model, variant)
-    run.record(parameters=model.count_params())
-
-    # ---------------------------------------------------------------------------- Train
-    callbacks = [run.keras_callback()]
-    if config.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True))
-    with run.phase("train"):
-        # shuffle=False: the tf.data pipeline already reshuffles every epoch (fit cannot shuffle a Dataset).
-        model.fit(train_data, epochs=config.epochs, validation_data=validation_data, shuffle=False, verbose=2,
-                  callbacks=callbacks)
-
-    # ---------------------------------------------------------------------------- Evaluate
-    with run.phase("eval"):
-        test_loss, test_accuracy = model.evaluate(test_data, verbose=0)
-    run.record(test_accuracy=float(test_accuracy), test_loss=float(test_loss))
 
 
 # -------------------------------------------------------------------------------- Input pipeline
@@ -246,8 +128,8 @@ def make_pipeline(images, labels, config: Config, mean, std, training: bool = Fa
 def build_model(variant: str) -> keras.Sequential:
     import keras
 
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant '{variant}'; valid: {', '.join(VARIANTS)}")
+    if variant not in PARAMETER_COUNTS:
+        raise ValueError(f"unknown variant '{variant}'; valid: {', '.join(PARAMETER_COUNTS)}")
     if variant in ("fc_sgd", "fc_adam"):
         layers = [
             keras.layers.Flatten(),  # 32 x 32 x 3 = 3072 inputs.
@@ -323,3 +205,85 @@ def make_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Opt
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum, **clip)
     return keras.optimizers.Adam(learning_rate=learning_rate, **clip)
+
+
+# -------------------------------------------------------------------------------------------------- Run
+
+
+def run(config: Config, variant: str, record) -> None:
+    import keras
+
+    dataset = record.load_data(DATASET)
+    with record.phase("data"):
+        # A seeded split, so every variant sees exactly the same training and validation images.
+        order = np.random.default_rng(record.seed).permutation(len(dataset.x_train))
+        n_validation = int(round(config.validation_fraction * len(order)))
+        validation, train = order[:n_validation], order[n_validation:]
+        if config.train_subset:
+            if config.train_subset > len(train):
+                raise ValueError(f"train_subset={config.train_subset} is more than the {len(train)} training "
+                                 f"images available ({dataset.source} data)")
+            train = train[: config.train_subset]
+        x_train, y_train = dataset.x_train[train], dataset.y_train[train]
+        mean, std = channel_statistics(x_train, config.normalization)
+        train_data = make_pipeline(x_train, y_train, config, mean, std, training=True, seed=record.seed)
+        validation_data = (
+            make_pipeline(dataset.x_train[validation], dataset.y_train[validation], config, mean, std)
+            if n_validation else None
+        )
+        test_data = make_pipeline(dataset.x_test, dataset.y_test, config, mean, std)
+    record.set(n_train=len(x_train), n_validation=n_validation)
+    record.expect_units(config.epochs, items_per_unit=len(x_train))
+
+    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+    with record.phase("build"):
+        model = build_model(variant)
+        model.compile(
+            optimizer=make_optimizer(config, steps_per_epoch),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=config.jit_compile,  # Explicit: "auto" would turn XLA on only where a GPU exists.
+        )
+    check_parameter_count(model, variant)
+    record.set(parameters=model.count_params())
+
+    callbacks = [record.keras_callback()]
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True))
+    with record.phase("train"):
+        # shuffle=False: the tf.data pipeline already reshuffles every epoch (fit cannot shuffle a
+        # Dataset); verbose=0: dlbench's progress display shows each epoch.
+        model.fit(train_data, epochs=config.epochs, validation_data=validation_data, shuffle=False, verbose=0,
+                  callbacks=callbacks)
+
+    with record.phase("eval"):
+        test_loss, test_accuracy = model.evaluate(test_data, verbose=0)
+    record.set(test_accuracy=float(test_accuracy), test_loss=float(test_loss))
+
+
+# Optimizer, learning rate and epochs per variant; a --set of any of them applies to every variant.
+FC_SGD = Config(optimizer="sgd", learning_rate=0.01, epochs=15)
+FC_ADAM = Config(optimizer="adam", learning_rate=1e-4, epochs=15)
+LENET = Config(optimizer="adam", learning_rate=1e-3, epochs=10)
+WIDE = Config(optimizer="adam", learning_rate=1e-3, epochs=15)
+
+EXPERIMENT = Experiment(
+    title="Fully connected network vs small CNN vs wide CNN on CIFAR-10, with SGD/Adam and ablations",
+    dataset=DATASET,
+    variants={
+        "fc_sgd": Variant("Model 1: fully connected 3072-1024-256-64-10, plain SGD", FC_SGD),
+        "fc_adam": Variant("Model 1 again, trained with Adam", FC_ADAM),
+        "lenet": Variant("Model 2: small CNN (two 5x5 convolutions, three dense layers), Adam", LENET),
+        "wide": Variant("Model 3: six 3x3 convolutions with batch norm, dropout 0.05, Adam", WIDE,
+                        slow_on_cpu=_WIDE_ON_CPU),
+        "wide_nodrop": Variant("Model 3 without dropout (ablation)", WIDE, slow_on_cpu=_WIDE_ON_CPU),
+        "wide_nobn_nodrop": Variant("Model 3 without batch norm and without dropout (ablation)", WIDE,
+                                    slow_on_cpu=_WIDE_ON_CPU),
+    },
+    run=run,
+    # Time-to-target: 60 % validation accuracy (LeNet's level on this split).
+    metric=Metric("test_accuracy", higher_is_better=True, target=0.60),
+    progress_unit="epoch",
+    throughput_unit="images/s",
+)

@@ -1,28 +1,26 @@
 """
-Title: Hand-written NumPy MLP vs Keras MLP on MNIST
-Course: SPEC.md section 1 (digit recognition, 28x28 grey images, 10 classes).
-Accelerator: none needed (the NumPy variant is CPU only; the Keras variant also runs on GPU).
+Hand-written NumPy MLP vs Keras MLP on MNIST (SPEC.md section 1: 28x28 grey digits, 10 classes).
 
-Description: the same multi-layer perceptron trained twice, once written with NumPy only (every
-forward and backward equation visible, see dlbench/numpy_nn.py) and once with Keras. Both start
-from the *same* initial weights (Glorot uniform, drawn once with NumPy and copied into Keras), use
-plain mini-batch SGD with the same batch size, learning rate and epochs, and are compared on test
-accuracy, time and CO2.
+The same multi-layer perceptron trained with NumPy only (every forward and backward equation
+visible, dlbench/numpy_nn.py) and with Keras, from the *same* initial weights (drawn once with NumPy
+and copied into Keras), the same optimiser equations, batch size, learning rate and epochs; compared
+on test accuracy, time, energy and CO2. Defaults are the course's reference: 784 -> 64 -> 32 -> 10
+(52,650 parameters), ReLU, softmax + cross-entropy, SGD, learning rate 0.01, batch 64, 12 epochs,
+10 % of the training images held out for per-epoch validation, the official 10,000 test images
+evaluated once at the end.
 
-Defaults are the course's reference model: 784 -> 64 -> 32 -> 10 (52,650 parameters), ReLU hidden
-layers, softmax output, cross-entropy, SGD, learning rate 0.01, batch 64, 12 epochs. 10 % of the
-training images are held out for per-epoch validation (the official 10,000 test images are the
-test set, evaluated once at the end). Expected on full MNIST: about 95 % test accuracy with the
-defaults, about 97.7 % with learning_rate=0.1. Run time on 2 CPU cores: about 10 s for NumPy and
-under a minute for Keras (keras_fast: about half of Keras' epoch time, same accuracy).
+Variants: `numpy` runs the readable forward()/backward() loop the course shows; `numpy_fast` the
+same arithmetic in a fused loop (bit-identical weights and logs, tested); `keras` is
+keras.Sequential + fit(); `keras_fast` compiles it with XLA and runs 100 batches per call.
 
-Studies change one key at a time with ``--set``: hidden_activation, initializer, optimizer (sgd,
-momentum, adam), l2, dropout, early_stopping_patience, train_subset (a reduced training
-set to overfit on). Both variants honour every key identically: same initial weights (drawn once
-with NumPy whatever the initializer), same optimiser equations (Keras' own), same L2 penalty. A run
-whose loss becomes NaN or infinite stops training and ends normally with diverged=1 in its metrics;
-one whose last training loss is no better than guessing (ln 10, the loss of a uniform prediction)
-ends with failed_to_learn=1: a learning rate so large that the ReLUs died shows up that way.
+Studies change one key at a time with --set: hidden_activation, initializer, optimizer (sgd,
+momentum, adam), l2, dropout, early_stopping_patience, train_subset, split. A run whose loss becomes
+NaN or infinite stops and ends normally with diverged=1; one whose last training loss is no better
+than guessing (ln 10) ends with failed_to_learn=1 (dead ReLUs at a too-large learning rate).
+
+Expected (full MNIST, seed 0, 2 AMD EPYC cores, no GPU; `dlbench run mlp_mnist`):
+    test accuracy 94.6-94.9 % for every variant (learning_rate=0.1: 97.1-97.5 % over 17 seeds)
+    seconds per epoch: numpy_fast ~0.23, numpy ~0.3, keras ~1.5, keras_fast ~0.55
 """
 
 from __future__ import annotations
@@ -33,17 +31,12 @@ import math
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from dlbench.experiment import Experiment, Metric, Variant
 from dlbench.numpy_nn import INITIALIZERS, OPTIMIZERS, NumpyMLP
 
 # Keras and TensorFlow are imported inside the functions that use them, not at the top: `dlbench list`
-# and the runner's parent process read VARIANTS and Config from this file without paying TensorFlow's
-# start-up (about 3 s and 0.5 GB); the worker process that trains imports them before its clocks start.
-VARIANTS = {
-    "numpy": "MLP written with NumPy only (forward/backward by hand, mini-batch SGD); CPU only",
-    "keras": "the same MLP with keras.Sequential and model.fit(), same initial weights and SGD",
-    "keras_fast": "the keras variant compiled with XLA and many steps per call (steps_per_execution)",
-}
-CPU_ONLY_VARIANTS = {"numpy"}
+# and the runner's parent process read the declaration at the end of this file without paying
+# TensorFlow's start-up (seconds and 0.5 GB), and the NumPy variants never load it at all.
 DATASET = "mnist"
 SPLITS = ("official", "course")
 COURSE_TEST_FRACTION = 0.1  # The course holds out 10 % of all the data as the test set.
@@ -57,6 +50,7 @@ NUMPY_BLAS_THREADS = 1
 # keras_fast runs this many batches per call into the compiled graph: Python and callback overhead
 # is paid once per group instead of once per batch. Training mathematics is unchanged.
 FAST_STEPS_PER_EXECUTION = 100
+NUMPY_VARIANTS = ("numpy", "numpy_fast")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,13 +69,14 @@ class Config:
     train_subset: int = 0  # Train on the first N training images only (0 = all), e.g. to overfit.
     split: str = "official"  # "official": MNIST's 10,000 test images; "course": 10 % of all 70,000 held out.
     validation_fraction: float = 0.1  # Share of the (non-test) training images held out for validation.
-    jit_compile: bool = False  # keras only: XLA off on every device, so CPU and GPU rows compare alike.
+    jit_compile: bool = False  # Keras only: XLA off on every device, so CPU and GPU rows compare alike.
+    steps_per_execution: int = 1  # Keras only: batches per call into the compiled training step.
 
     def validate(self):
         if not self.hidden_units or min(self.hidden_units) < 1:
             raise ValueError("hidden_units needs at least one positive width, e.g. hidden_units=64,32")
-        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1:
-            raise ValueError("learning_rate must be > 0, batch_size and epochs >= 1")
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1 or self.steps_per_execution < 1:
+            raise ValueError("learning_rate must be > 0, batch_size, epochs and steps_per_execution >= 1")
         if self.hidden_activation not in HIDDEN_ACTIVATIONS:
             raise ValueError(f"unknown hidden_activation '{self.hidden_activation}'; "
                              f"valid: {', '.join(HIDDEN_ACTIVATIONS)}")
@@ -103,93 +98,35 @@ class Config:
             raise ValueError("early stopping watches the validation loss: validation_fraction must be > 0")
 
 
-def run(config: Config, variant: str, run) -> None:
-    import keras
+# ---------------------------------------------------------------------------------- Prepare the data
 
-    # The XLA setting actually used: NumPy never goes through TensorFlow; keras_fast always compiles.
-    run.record(jit_compile={"numpy": "n/a", "keras_fast": "true"}.get(variant, str(config.jit_compile).lower()))
 
-    # ---------------------------------------------------------------------------- Prepare the data
-    # Pixels flattened to 784 values in [0, 1], as the course does.
-    dataset = run.load_data(DATASET)
-    with run.phase("data"):
-        x_all = dataset.x_train.reshape(len(dataset.x_train), -1).astype(np.float32) / 255.0
-        y_all = dataset.y_train.astype(np.int64)
-        x_test = dataset.x_test.reshape(len(dataset.x_test), -1).astype(np.float32) / 255.0
-        y_test = dataset.y_test.astype(np.int64)
-        # Seeded splits, so every variant sees exactly the same training, validation and test images.
-        rng = np.random.default_rng(run.seed)
-        if config.split == "course":
-            # The course's split: pool everything, hold out 10 % as the test set, never seen in training.
-            x_pool, y_pool = np.concatenate([x_all, x_test]), np.concatenate([y_all, y_test])
-            pool_order = rng.permutation(len(x_pool))
-            n_test = int(round(COURSE_TEST_FRACTION * len(x_pool)))
-            x_test, y_test = x_pool[pool_order[:n_test]], y_pool[pool_order[:n_test]]
-            x_all, y_all = x_pool[pool_order[n_test:]], y_pool[pool_order[n_test:]]
-        order = rng.permutation(len(x_all))
-        n_validation = int(round(config.validation_fraction * len(x_all)))
-        validation, train = order[:n_validation], order[n_validation:]
-        if config.train_subset:
-            train = train[:config.train_subset]  # Already shuffled: a random subset of the rest.
-        x_train, y_train = x_all[train], y_all[train]
-        validation_data = (x_all[validation], y_all[validation]) if n_validation else None
-    run.record(n_train=len(x_train), n_validation=n_validation, n_test=len(x_test))
+def prepare_data(dataset, config: Config, seed: int):
+    """Pixels flattened to 784 values in [0, 1], as the course does; seeded splits, so every variant
+    sees exactly the same training, validation and test images. Returns (x_train, y_train,
+    validation_data or None, x_test, y_test)."""
+    x_all = dataset.x_train.reshape(len(dataset.x_train), -1).astype(np.float32) / 255.0
+    y_all = dataset.y_train
+    x_test = dataset.x_test.reshape(len(dataset.x_test), -1).astype(np.float32) / 255.0
+    y_test = dataset.y_test
+    rng = np.random.default_rng(seed)
+    if config.split == "course":
+        # The course's split: pool everything, hold out 10 % as the test set, never seen in training.
+        x_pool, y_pool = np.concatenate([x_all, x_test]), np.concatenate([y_all, y_test])
+        pool_order = rng.permutation(len(x_pool))
+        n_test = int(round(COURSE_TEST_FRACTION * len(x_pool)))
+        x_test, y_test = x_pool[pool_order[:n_test]], y_pool[pool_order[:n_test]]
+        x_all, y_all = x_pool[pool_order[n_test:]], y_pool[pool_order[n_test:]]
+    order = rng.permutation(len(x_all))
+    n_validation = int(round(config.validation_fraction * len(x_all)))
+    validation, train = order[:n_validation], order[n_validation:]
+    if config.train_subset:
+        train = train[:config.train_subset]  # Already shuffled: a random subset of the rest.
+    validation_data = (x_all[validation], y_all[validation]) if n_validation else None
+    return x_all[train], y_all[train], validation_data, x_test, y_test
 
-    # ---------------------------------------------------------------------------- Build the model
-    layer_sizes = (x_train.shape[1], *config.hidden_units, 10)
-    with run.phase("build"):
-        # The NumPy network draws the initial weights; the Keras model gets a copy of them.
-        numpy_model = NumpyMLP(layer_sizes, seed=run.seed, hidden_activation=config.hidden_activation,
-                               initializer=config.initializer, l2=config.l2, dropout=config.dropout)
-        if variant != "numpy":
-            model = build_keras_model(layer_sizes, config, fast=variant == "keras_fast")
-            model.set_weights(numpy_model.get_weights())
-    run.record(parameters=numpy_model.count_params())
-    if variant == "numpy":
-        # The vanishing-gradient picture of the course: ||dJ/dW|| of every layer before any training.
-        sample = slice(0, GRADIENT_NORM_SAMPLES)
-        _, weight_gradients, _ = numpy_model.gradients(x_train[sample], numpy_model.targets_for(y_train[sample]))
-        run.record_metrics(**{f"gradient_norm_layer_{layer}": np.linalg.norm(gradient)
-                              for layer, gradient in enumerate(weight_gradients, start=1)})
 
-    # ---------------------------------------------------------------------------- Train
-    with run.phase("train"):
-        if variant == "numpy":
-            with threadpool_limits(limits=NUMPY_BLAS_THREADS, user_api="blas"):
-                numpy_model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
-                                learning_rate=config.learning_rate, optimizer=config.optimizer,
-                                momentum=config.momentum, validation_data=validation_data,
-                                early_stopping_patience=config.early_stopping_patience, seed=run.seed,
-                                on_epoch_end=lambda seconds, logs: run.record_epoch(seconds, **logs))
-        else:
-            callbacks = [run.keras_callback(), keras.callbacks.TerminateOnNaN()]
-            if config.early_stopping_patience:
-                callbacks.append(keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True))
-            model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
-                      validation_data=validation_data, shuffle=True, verbose=2, callbacks=callbacks)
-    # Both variants log the epoch whose loss became NaN/inf before they stop (NumpyMLP.fit,
-    # keras.callbacks.TerminateOnNaN), so the recorded epochs tell divergence for both.
-    diverged = not all(math.isfinite(epoch["loss"]) for epoch in run.epochs)
-    # With ReLU units a too-large step often kills the network instead of overflowing: the loss
-    # sticks at the uniform-guess level ln(10). Record that failure too, apart from NaN/inf.
-    failed_to_learn = diverged or not run.epochs or run.epochs[-1]["loss"] >= math.log(10)
-    run.record_metrics(diverged=float(diverged), failed_to_learn=float(failed_to_learn))
-    if variant == "numpy":
-        run.record_metrics(blas_threads=NUMPY_BLAS_THREADS)
-
-    # ---------------------------------------------------------------------------- Evaluate
-    with run.phase("eval"):
-        if variant == "numpy":
-            test_loss, test_accuracy = numpy_model.evaluate(x_test, y_test)
-        else:
-            test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
-    # A diverged network (without early stopping to restore earlier weights) predicts NaN: its
-    # accuracy would be an artefact of argmax on NaN, so both figures are left empty.
-    if not math.isfinite(test_loss):
-        test_loss = test_accuracy = None
-    run.record(test_accuracy=None if test_accuracy is None else float(test_accuracy),
-               test_loss=None if test_loss is None else float(test_loss))
+# ------------------------------------------------------------------------------------- Build the model
 
 
 def keras_hidden_activation(name: str):
@@ -210,7 +147,7 @@ def keras_optimizer(config: Config) -> keras.optimizers.Optimizer:
     return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=momentum)
 
 
-def build_keras_model(layer_sizes, config: Config, fast: bool = False) -> keras.Model:
+def build_keras_model(layer_sizes, config: Config) -> keras.Model:
     import keras
 
     regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
@@ -226,8 +163,117 @@ def build_keras_model(layer_sizes, config: Config, fast: bool = False) -> keras.
         optimizer=keras_optimizer(config),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        # Explicit: "auto" would turn XLA on only where a GPU exists. keras_fast always compiles.
-        jit_compile=True if fast else config.jit_compile,
-        steps_per_execution=FAST_STEPS_PER_EXECUTION if fast else 1,
+        # Explicit: "auto" would turn XLA on only where a GPU exists.
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
     )
     return model
+
+
+# ------------------------------------------------------------------------------------------------ Train
+
+
+def train_numpy(model: NumpyMLP, x_train, y_train, validation_data, config: Config, record) -> None:
+    with threadpool_limits(limits=NUMPY_BLAS_THREADS, user_api="blas"):
+        model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
+                  learning_rate=config.learning_rate, optimizer=config.optimizer, momentum=config.momentum,
+                  validation_data=validation_data, early_stopping_patience=config.early_stopping_patience,
+                  seed=record.seed, on_epoch_end=lambda seconds, logs: record.unit(seconds, **logs))
+
+
+def train_keras(model, x_train, y_train, validation_data, config: Config, record) -> None:
+    import keras
+
+    callbacks = [record.keras_callback(), keras.callbacks.TerminateOnNaN()]
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True))
+    # verbose=0: dlbench's own progress display shows each epoch (and a bar inside it on a terminal).
+    model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
+              validation_data=validation_data, shuffle=True, verbose=0, callbacks=callbacks)
+
+
+def training_outcome(units: list[dict]) -> dict[str, float]:
+    """Both implementations log the epoch whose loss became NaN/inf before they stop (NumpyMLP.fit,
+    keras.callbacks.TerminateOnNaN), so the recorded epochs tell divergence for both. With ReLU units a
+    too-large step often kills the network instead of overflowing: the loss sticks at the uniform-guess
+    level ln(10); that failure is recorded too, apart from NaN/inf."""
+    diverged = not all(math.isfinite(unit["loss"]) for unit in units)
+    failed_to_learn = diverged or not units or units[-1]["loss"] >= math.log(10)
+    return {"diverged": float(diverged), "failed_to_learn": float(failed_to_learn)}
+
+
+# --------------------------------------------------------------------------------------------- Evaluate
+
+
+def finite_or_none(test_loss, test_accuracy) -> tuple[float | None, float | None]:
+    """A diverged network (without early stopping to restore earlier weights) predicts NaN: its
+    accuracy would be an artefact of argmax on NaN, so both figures are left empty."""
+    if not math.isfinite(test_loss):
+        return None, None
+    return float(test_loss), float(test_accuracy)
+
+
+# -------------------------------------------------------------------------------------------------- Run
+
+
+def run(config: Config, variant: str, record) -> None:
+    dataset = record.load_data(DATASET)
+    with record.phase("data"):
+        x_train, y_train, validation_data, x_test, y_test = prepare_data(dataset, config, record.seed)
+    record.set(n_train=len(x_train), n_validation=0 if validation_data is None else len(validation_data[0]),
+               n_test=len(x_test))
+    record.expect_units(config.epochs, items_per_unit=len(x_train))
+
+    layer_sizes = (x_train.shape[1], *config.hidden_units, 10)
+    with record.phase("build"):
+        # The NumPy network draws the initial weights; the Keras model gets a copy of them.
+        numpy_model = NumpyMLP(layer_sizes, seed=record.seed, hidden_activation=config.hidden_activation,
+                               initializer=config.initializer, l2=config.l2, dropout=config.dropout)
+        numpy_model.fast_path = variant == "numpy_fast"
+        if variant not in NUMPY_VARIANTS:
+            keras_model = build_keras_model(layer_sizes, config)
+            keras_model.set_weights(numpy_model.get_weights())
+    record.set(parameters=numpy_model.count_params())
+    if variant in NUMPY_VARIANTS:
+        # The vanishing-gradient picture of the course: ||dJ/dW|| of every layer before any training.
+        sample = slice(0, GRADIENT_NORM_SAMPLES)
+        _, weight_gradients, _ = numpy_model.gradients(x_train[sample], numpy_model.targets_for(y_train[sample]))
+        record.add_metrics(blas_threads=NUMPY_BLAS_THREADS,
+                           **{f"gradient_norm_layer_{layer}": np.linalg.norm(gradient)
+                              for layer, gradient in enumerate(weight_gradients, start=1)})
+
+    with record.phase("train"):
+        if variant in NUMPY_VARIANTS:
+            train_numpy(numpy_model, x_train, y_train, validation_data, config, record)
+        else:
+            train_keras(keras_model, x_train, y_train, validation_data, config, record)
+    record.add_metrics(**training_outcome(record.units))
+
+    with record.phase("eval"):
+        if variant in NUMPY_VARIANTS:
+            test_loss, test_accuracy = numpy_model.evaluate(x_test, y_test)
+        else:
+            test_loss, test_accuracy = keras_model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
+    test_loss, test_accuracy = finite_or_none(test_loss, test_accuracy)
+    record.set(test_accuracy=test_accuracy, test_loss=test_loss)
+
+
+EXPERIMENT = Experiment(
+    title="Hand-written NumPy MLP vs Keras MLP on MNIST",
+    dataset=DATASET,
+    variants={
+        "numpy": Variant("MLP in NumPy only: the course's forward()/backward() loop, mini-batch SGD", Config(),
+                         devices=("cpu",), uses_tensorflow=False),
+        "numpy_fast": Variant("the numpy variant's arithmetic in a fused in-place loop (bit-identical)", Config(),
+                              devices=("cpu",), uses_tensorflow=False),
+        "keras": Variant("the same MLP with keras.Sequential and model.fit(), same initial weights", Config()),
+        "keras_fast": Variant("the keras variant compiled with XLA, 100 batches per call (steps_per_execution)",
+                              Config(jit_compile=True, steps_per_execution=FAST_STEPS_PER_EXECUTION)),
+    },
+    run=run,
+    # Time-to-target: 95 % validation accuracy, which the course's default recipe reaches near its end.
+    metric=Metric("test_accuracy", higher_is_better=True, target=0.95),
+    progress_unit="epoch",
+    throughput_unit="images/s",
+)

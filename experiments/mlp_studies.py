@@ -73,7 +73,7 @@ def plot_architecture(frame, results_dir, plots_dir):
     for variant, rows in frame.groupby("variant"):
         rows = rows.sort_values("parameters")
         for axis, x_column in zip(axes, ("parameters", "co2_g", "parameters")):
-            y_column = "time_steady_epoch_s" if axis is axes[2] else "test_accuracy"
+            y_column = "time_steady_unit_s" if axis is axes[2] else "test_accuracy"
             y_values = rows[y_column] * (100 if y_column == "test_accuracy" else 1)
             axis.plot(rows[x_column], y_values, "o", color=COLORS.get(variant), label=variant)
             for _, row in rows.iterrows():
@@ -199,7 +199,7 @@ def plot_activations(frame, results_dir, plots_dir):
     axes[0].set(xticks=positions, ylabel="test accuracy (%)", title="Accuracy by hidden activation (64-32)",
                 ylim=(max(0, (shallow["test_accuracy"].min() * 100) - 5), 100))
     axes[0].set_xticklabels(shallow["study_point"], rotation=30, ha="right")
-    axes[1].bar(positions, shallow["time_steady_epoch_s"], color="tab:gray")
+    axes[1].bar(positions, shallow["time_steady_unit_s"], color="tab:gray")
     axes[1].set(xticks=positions, ylabel="steady-state seconds per epoch", title="Time by hidden activation")
     axes[1].set_xticklabels(shallow["study_point"], rotation=30, ha="right")
     for _, row in deep.iterrows():

@@ -17,3 +17,27 @@ def offline_sample_data(monkeypatch, tmp_path):
     for name in list(os.environ):
         if name.startswith("CODECARBON_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def run_in_process(tmp_path):
+    """Run one variant of an experiment in this process (energy off, progress quiet), as the worker
+    does; returns the finished row and its extra metrics."""
+    import dataclasses
+    import io
+    import json
+
+    from dlbench import data, progress, registry, results, tracking
+
+    def run(name, variant, **overrides):
+        experiment = registry.get(name)
+        config = dataclasses.replace(experiment.variants[variant].config, **overrides)
+        config.validate()
+        row = results.ResultRow(run_id=f"test-{variant}", experiment=name, variant=variant, device="cpu", seed=0)
+        quiet = progress.Progress(name, experiment.progress_unit, stream=io.StringIO(), interactive=False)
+        with tracking.track(row, experiment, tmp_path, data.DataOptions(allow_download=False),
+                            tracking.EnergyTracker("FRA", "cpu", enabled=False), progress=quiet) as record:
+            experiment.run(config, variant, record)
+        return row, json.loads(row.extra_metrics or "{}")
+
+    return run

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlbench import cli, config as config_module, results
+from dlbench import cli, config as config_module, registry, results
 from experiments import cnn_cifar
 
 # Computed by hand from SPEC.md section 2 (weights + biases; batch norm has 4 values per channel).
@@ -22,7 +22,7 @@ EXPECTED_PARAMETERS = {
 }
 
 
-@pytest.mark.parametrize("variant", list(cnn_cifar.VARIANTS))
+@pytest.mark.parametrize("variant", list(registry.get("cnn_cifar").variants))
 def test_each_variant_has_the_course_parameter_count(variant):
     model = cnn_cifar.build_model(variant)
     assert model.count_params() == EXPECTED_PARAMETERS[variant]
@@ -39,11 +39,14 @@ def test_ablations_remove_exactly_batch_norm_and_dropout():
     assert not {"Dropout", "BatchNormalization"} & set(layer_kinds("wide_nobn_nodrop"))
 
 
-def test_variant_defaults_fill_only_what_the_user_left_unset():
-    assert cnn_cifar.resolve(cnn_cifar.Config(), "fc_sgd").optimizer == "sgd"
-    assert cnn_cifar.resolve(cnn_cifar.Config(), "fc_adam").optimizer == "adam"
-    chosen = cnn_cifar.resolve(cnn_cifar.Config(optimizer="sgd", epochs=3), "lenet")
+def test_every_variant_carries_its_complete_course_config():
+    variants = registry.get("cnn_cifar").variants
+    assert (variants["fc_sgd"].config.optimizer, variants["fc_sgd"].config.learning_rate) == ("sgd", 0.01)
+    assert (variants["fc_adam"].config.optimizer, variants["fc_adam"].config.learning_rate) == ("adam", 1e-4)
+    assert variants["lenet"].config.epochs == 10 and variants["wide"].config.epochs == 15
+    chosen = config_module.apply_overrides(variants["lenet"].config, {"optimizer": "sgd", "epochs": "3"})
     assert (chosen.optimizer, chosen.epochs, chosen.learning_rate) == ("sgd", 3, 1e-3)
+    assert variants["wide"].slow_on_cpu and not variants["lenet"].slow_on_cpu
 
 
 @pytest.mark.parametrize("assignment", ["optimizer=rmsprop", "lr_schedule=linear", "epochs=0",
@@ -82,8 +85,8 @@ def test_learning_rate_schedules_and_clipping():
 
 
 def read_single_row(results_dir):
-    rows = results.read_rows(Path(results_dir) / "cnn_cifar.csv")
-    assert len(rows) == 1
+    rows = results.read_rows(Path(results_dir) / "cnn_cifar.csv")  # The CSV rebuilt from the records.
+    assert len(rows) == 1 and len(results.read_records(results_dir, "cnn_cifar")) == 1
     return rows[0]
 
 
@@ -99,11 +102,11 @@ def test_end_to_end_lenet_writes_a_complete_row(tmp_path):
     assert int(row["parameters"]) == 62_006
     assert (int(row["n_train"]), int(row["n_validation"]), int(row["n_test"])) == (256, 200, 200)
     assert 0.0 <= float(row["test_accuracy"]) <= 1.0 and float(row["test_loss"]) > 0
-    for column in ("time_data_s", "time_build_s", "time_first_epoch_s", "time_steady_epoch_s",
-                   "time_train_s", "time_eval_s", "train_samples_per_s"):
+    for column in ("time_data_s", "time_build_s", "time_first_unit_s", "time_steady_unit_s",
+                   "time_train_s", "time_eval_s", "throughput", "metric_value"):
         assert float(row[column]) > 0, column
-    assert json.loads(row["config"])["optimizer"] == "adam"  # The resolved value, not None.
-    assert row["jit_compile"] == "false"
+    assert json.loads(row["config"])["optimizer"] == "adam" and row["metric"] == "test_accuracy"
+    assert row["jit_compile"] == "false" and row["throughput_unit"] == "images/s" and row["units_run"] == "2"
     history = results.read_rows(results_dir / row["history_file"])
     assert len(history) == 2 and {"accuracy", "val_accuracy", "loss", "val_loss"} <= set(history[0])
 
@@ -117,7 +120,7 @@ def test_every_training_switch_together_on_the_fc_model(tmp_path):
     assert status == 0
     row = read_single_row(results_dir)
     assert row["status"] == "ok" and int(row["parameters"]) == 3_426_250
-    assert json.loads(row["config"])["optimizer"] == "sgd" and 1 <= int(row["epochs_run"]) <= 2
+    assert json.loads(row["config"])["optimizer"] == "sgd" and 1 <= int(row["units_run"]) <= 2
 
 
 def test_train_subset_larger_than_the_data_fails_with_a_reason(tmp_path):

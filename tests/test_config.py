@@ -33,6 +33,61 @@ def test_bad_values_say_what_is_expected(key, value, reason):
         config_module.apply_overrides(Config(), {key: value})
 
 
+@pytest.mark.parametrize("text", ["nan", "NaN", "-nan", "inf", "-inf", "+inf", "Infinity", "-infinity", "1e999"])
+def test_floats_must_be_finite(text):
+    with pytest.raises(ValueError, match="expected a finite number"):
+        config_module.parse_value(text, float)
+    assert config_module.parse_value("1e-3", float) == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("key", ["learning_rate", "momentum", "l2", "dropout", "validation_fraction"])
+def test_every_float_key_refuses_nan_and_infinity_in_one_line(key):
+    for text in ("nan", "inf", "-inf"):
+        with pytest.raises(config_module.ConfigError) as error:
+            config_module.apply_overrides(Config(), {key: text})
+        assert str(error.value) == f"bad value for '{key}': {text!r} (expected a finite number; expected float)"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigWithoutValidate:
+    rate: float = 0.5
+    steps: int = 1
+    learning_rate: float | None = None
+
+
+def test_optional_float_says_finite_too():
+    with pytest.raises(config_module.ConfigError) as error:
+        config_module.apply_overrides(ConfigWithoutValidate(), {"learning_rate": "nan"})
+    assert str(error.value) == "bad value for 'learning_rate': 'nan' (expected a finite number; expected float or none)"
+    with pytest.raises(config_module.ConfigError, match=r"\(expected float or none; expected float or none\)"):
+        config_module.apply_overrides(ConfigWithoutValidate(), {"learning_rate": "fast"})  # As before.
+    assert config_module.apply_overrides(ConfigWithoutValidate(), {"learning_rate": "none"}).learning_rate is None
+    assert config_module.apply_overrides(ConfigWithoutValidate(), {"learning_rate": "0.5"}).learning_rate == 0.5
+
+
+def test_tuple_of_floats_refuses_nan():
+    with pytest.raises(ValueError, match="expected a finite number"):
+        config_module.parse_value("0.1,nan", tuple[float, ...])
+
+
+def test_config_without_validate_is_accepted():
+    assert not hasattr(ConfigWithoutValidate, "validate")
+    config = config_module.apply_overrides(ConfigWithoutValidate(), {"rate": "0.25", "steps": "4"})
+    assert config == ConfigWithoutValidate(rate=0.25, steps=4)
+    assert config_module.apply_overrides(ConfigWithoutValidate(), {}) == ConfigWithoutValidate()
+    with pytest.raises(config_module.ConfigError, match="unknown config key 'rates'; valid keys: rate, steps"):
+        config_module.apply_overrides(ConfigWithoutValidate(), {"rates": "1"})
+    with pytest.raises(config_module.ConfigError, match="expected a finite number"):
+        config_module.apply_overrides(ConfigWithoutValidate(), {"rate": "inf"})
+
+
+def test_cli_nan_is_one_line_and_exit_2(capsys):
+    assert main(["run", "mlp_mnist", "--set", "learning_rate=nan"]) == 2
+    error = capsys.readouterr().err
+    assert "bad value for 'learning_rate': 'nan' (expected a finite number" in error
+    assert error.count("\n") == 1
+
+
 def test_config_invariants_are_checked():
     with pytest.raises(config_module.ConfigError, match="learning_rate must be > 0"):
         config_module.apply_overrides(Config(), {"learning_rate": "-1"})
@@ -49,7 +104,7 @@ def test_assignments_need_key_equals_value():
     (["run", "no_such_experiment"], "unknown experiment 'no_such_experiment'; valid: mlp_mnist"),
     (["run", "mlp_mnist", "--set", "epochz=1"], "unknown config key 'epochz'"),
     (["run", "mlp_mnist", "--set", "epochs=many"], "bad value for 'epochs'"),
-    (["run", "mlp_mnist", "--variants", "torch"], "unknown variant 'torch' for mlp_mnist; valid: numpy, keras, keras_fast"),
+    (["run", "mlp_mnist", "--variants", "torch"], "unknown variant 'torch' for mlp_mnist; valid: numpy, numpy_fast, keras, keras_fast"),
     (["run", "mlp_mnist", "--devices", "tpu"], "unknown device 'tpu'"),
     (["compare", "no_such_experiment"], "unknown experiment"),
 ])

@@ -110,3 +110,71 @@ def test_normalize_labels_accepts_n_and_n_by_1_only():
 def test_bad_offsets_are_a_clear_error():
     with pytest.raises(ValueError, match="offsets"):
         data.decode_jpeg_images(np.zeros(10, np.uint8), np.array([0, 5]))
+
+
+def _cifar_load_error(directory) -> str:
+    with pytest.raises(data.DataError) as error:
+        data.load("cifar10", data.DataOptions(data_dir=str(directory), allow_download=False))
+    message = str(error.value)
+    assert message.startswith(f"cannot read cifar10 data from {directory / data.CIFAR10_FILE}: ")
+    assert "\n" not in message and "Replace it with a good copy (README.md, section Data)" in message
+    return message
+
+
+def test_jpeg_bytes_that_do_not_decode_are_a_data_error(jpeg_data_dir, tmp_path):
+    path = jpeg_data_dir / data.CIFAR10_FILE
+    with np.load(path) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    arrays["train_jpeg_bytes"] = arrays["train_jpeg_bytes"].copy()
+    arrays["train_jpeg_bytes"][:500] = 0  # The first image loses its JPEG header.
+    np.savez(path, **arrays)
+    assert "train_jpeg_bytes: JPEG image 0 (bytes 0.." in _cifar_load_error(jpeg_data_dir)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # Nothing cached.
+
+
+def test_truncated_jpeg_is_a_data_error(jpeg_data_dir):
+    path = jpeg_data_dir / data.CIFAR10_FILE
+    with np.load(path) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    offsets = arrays["test_jpeg_offsets"]
+    arrays["test_jpeg_bytes"] = arrays["test_jpeg_bytes"][:offsets[1] // 2]  # One image, cut in half.
+    arrays["test_jpeg_offsets"] = np.array([0, offsets[1] // 2])
+    arrays["y_test"] = arrays["y_test"][:1]
+    np.savez(path, **arrays)
+    assert "test_jpeg_bytes: JPEG image 0" in _cifar_load_error(jpeg_data_dir)
+
+
+def test_random_bytes_and_missing_keys_are_data_errors(jpeg_data_dir):
+    path = jpeg_data_dir / data.CIFAR10_FILE
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes())
+    assert "not an npz file" in _cifar_load_error(jpeg_data_dir)
+    np.savez(path, x_train=np.zeros((2, 32, 32, 3), np.uint8))
+    assert "missing array(s) train_jpeg_bytes" in _cifar_load_error(jpeg_data_dir)
+
+
+def test_labels_that_do_not_match_the_images_are_a_data_error(jpeg_data_dir):
+    path = jpeg_data_dir / data.CIFAR10_FILE
+    with np.load(path) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    arrays["y_train"] = arrays["y_train"][:-1]
+    np.savez(path, **arrays)
+    assert "y_train has shape (999, 1), expected (1000,)" in _cifar_load_error(jpeg_data_dir)
+
+
+def test_decoded_cache_with_wrong_shapes_is_decoded_again(jpeg_data_dir):
+    cached = data.decoded_cache_path(jpeg_data_dir / data.CIFAR10_FILE)
+    cached.parent.mkdir(parents=True)
+    np.savez(cached, x_train=np.zeros((3, 28, 28), np.uint8), y_train=np.zeros(3, np.uint8),
+             x_test=np.zeros((3, 28, 28), np.uint8), y_test=np.zeros(3, np.uint8))
+    options = data.DataOptions(data_dir=str(jpeg_data_dir), allow_download=False)
+    with pytest.warns(UserWarning, match="ignoring unreadable decoded cache"):
+        dataset = data.load("cifar10", options)
+    assert dataset.x_train.shape == (1000, 32, 32, 3)
+
+
+def test_strict_mode_message_is_one_line():
+    with pytest.raises(data.DataUnavailableError) as error:
+        data.load("cifar10", data.DataOptions(strict=True, allow_download=False))
+    message = str(error.value)
+    assert "\n" not in message
+    assert "data dir: none given" in message and "cifar-10-batches-py-target_archive" in message

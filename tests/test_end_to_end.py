@@ -14,21 +14,24 @@ from dlbench import results
 from dlbench.cli import main
 
 
-def test_run_writes_a_complete_row_per_variant_and_compare_reads_them(tmp_path, capsys):
+def test_run_writes_a_complete_row_per_variant_and_compare_reads_them(tmp_path, capfd):
     status = main(["run", "mlp_mnist", "--set", "epochs=2", "--devices", "cpu", "--results-dir", str(tmp_path)])
     assert status == 0
     rows = {row["variant"]: row for row in results.read_rows(tmp_path / "mlp_mnist.csv")}
-    assert set(rows) == {"numpy", "keras", "keras_fast"}
+    assert set(rows) == {"numpy", "numpy_fast", "keras", "keras_fast"}
+    assert len(results.read_records(tmp_path, "mlp_mnist")) == 4
     for variant, row in rows.items():
         assert row["status"] == "ok" and row["error"] == ""
         assert row["device"] == "cpu" and row["device_name"]
         assert row["dataset"] == "mnist" and row["dataset_source"] == "sample"
         assert (row["n_train"], row["n_validation"], row["n_test"]) == ("1800", "200", "500")
-        assert row["parameters"] == "52650" and row["epochs_run"] == "2"
+        assert row["parameters"] == "52650" and row["units_run"] == "2" and row["progress_unit"] == "epoch"
+        assert row["metric"] == "test_accuracy" and row["metric_value"] == row["test_accuracy"]
         assert json.loads(row["config"])["epochs"] == 2
         assert 0.3 < float(row["test_accuracy"]) <= 1.0  # Two epochs on 1,800 images: well above chance.
-        for column in ("test_loss", "time_data_s", "time_build_s", "time_first_epoch_s", "time_steady_epoch_s",
-                       "time_train_s", "time_eval_s", "time_total_s", "train_samples_per_s"):
+        for column in ("test_loss", "time_data_s", "time_build_s", "time_first_unit_s", "time_steady_unit_s",
+                       "time_train_s", "time_eval_s", "time_total_s", "throughput", "forecast_time_s",
+                       "forecast_kwh", "forecast_co2_kg"):
             assert float(row[column]) > 0, column
         assert row["energy_status"] == "ok" and float(row["energy_kwh"]) > 0 and float(row["co2_kg"]) > 0
         assert row["energy_method"] and row["carbon_country"] == "FRA"
@@ -38,9 +41,16 @@ def test_run_writes_a_complete_row_per_variant_and_compare_reads_them(tmp_path, 
         assert (tmp_path / row["history_file"]).exists()
     assert rows["keras"]["jit_compile"] == "false" and rows["numpy"]["jit_compile"] == "n/a"
     assert rows["keras_fast"]["jit_compile"] == "true"
+    # TensorFlow's start-up lines are in the Keras runs' log files, not on the console.
+    assert "oneDNN" in (tmp_path / rows["keras"]["log_file"]).read_text() and rows["numpy"]["log_file"] == ""
+
+    printed = capfd.readouterr().out  # The workers write to the same terminal (file descriptor 1).
+    assert "epoch 2/2" in printed and "forecast after epoch" in printed  # Progress and forecast.
+    final_table = printed[printed.rindex("variant"):].split("\n\n")[0]  # The table of the runs just made.
+    assert all(variant in final_table for variant in rows) and max(map(len, final_table.splitlines())) < 100
 
     assert main(["compare", "mlp_mnist", "--results-dir", str(tmp_path)]) == 0
-    table = capsys.readouterr().out
+    table = capfd.readouterr().out
     assert "numpy" in table and "keras" in table and (tmp_path / "mlp_mnist_compare.csv").exists()
 
 
@@ -60,7 +70,7 @@ def _start_long_run(tmp_path):
                                start_new_session=True)
     deadline = time.monotonic() + 120
     for line in process.stdout:  # Wait until training is under way.
-        if "Epoch 2/" in line or time.monotonic() > deadline:
+        if "epoch 2/" in line or time.monotonic() > deadline:
             break
     return process
 
@@ -71,7 +81,7 @@ def test_ctrl_c_records_the_run_as_interrupted(tmp_path):
     assert process.wait(timeout=120) == 130
     [row] = results.read_rows(tmp_path / "mlp_mnist.csv")
     assert row["status"] == "interrupted"
-    assert int(row["epochs_run"]) >= 1
+    assert int(row["units_run"]) >= 1
 
 
 def test_a_killed_worker_still_gets_a_failed_row(tmp_path):
@@ -87,7 +97,8 @@ def test_a_killed_worker_still_gets_a_failed_row(tmp_path):
 @pytest.mark.parametrize("earlier", [3])
 def test_earlier_rows_survive_later_runs(tmp_path, earlier):
     for index in range(earlier):
-        results.append_row(tmp_path / "mlp_mnist.csv", results.ResultRow(run_id=f"old{index}", experiment="mlp_mnist"))
+        results.write_record(tmp_path, results.ResultRow(run_id=f"old{index}", experiment="mlp_mnist",
+                                                         timestamp_utc="2026-01-01T00:00:00+00:00"))
     main(["run", "mlp_mnist", "--variants", "numpy", "--set", "epochs=1", "--no-energy", "--results-dir", str(tmp_path)])
     run_ids = [row["run_id"] for row in results.read_rows(tmp_path / "mlp_mnist.csv")]
     assert run_ids[:earlier] == [f"old{i}" for i in range(earlier)] and len(run_ids) == earlier + 1
@@ -112,5 +123,5 @@ def test_a_worker_that_cannot_import_keras_writes_a_failed_row_that_says_why(tmp
     [spec] = runner.plan("mlp_mnist", ["keras"], ["cpu"], {"epochs": "1"}, results_dir=str(tmp_path))
     monkeypatch.setitem(sys.modules, "keras", None)  # `import keras` now raises ImportError.
     assert worker.main(spec) == 1
-    [row] = results.read_rows(tmp_path / "mlp_mnist.csv")
+    [row] = results.read_records(tmp_path, "mlp_mnist")
     assert row["status"] == "failed" and "ModuleNotFoundError" in row["error"] and "keras" in row["error"]

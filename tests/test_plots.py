@@ -16,10 +16,11 @@ def write_run(results_dir, run_id, variant, device, source, accuracy, co2_kg=1e-
         writer.writerow(["epoch", "seconds", "accuracy", "loss", "val_accuracy", "val_loss"])
         writer.writerow([1, 3.0, 0.3, 1.9, 0.35, 1.8])
         writer.writerow([2, 2.0, 0.4, 1.6, 0.42, 1.6])
-    results.append_row(results.results_path(results_dir, "cnn_cifar"), results.ResultRow(
+    results.write_record(results_dir, results.ResultRow(
         run_id=run_id, experiment="cnn_cifar", variant=variant, device=device, device_name="test CPU",
         status=results.STATUS_OK, dataset="cifar10", dataset_source=source, n_train=40000, parameters=62006,
-        epochs_run=2, test_accuracy=accuracy, test_loss=1.5, time_total_s=10.0, time_steady_epoch_s=2.0,
+        units_run=2, test_accuracy=accuracy, test_loss=1.5, time_total_s=10.0, time_steady_unit_s=2.0,
+        metric="test_accuracy", metric_direction="max", metric_value=accuracy, progress_unit="epoch",
         co2_kg=co2_kg, carbon_country="FRA", history_file=history_file, config="{}"))
 
 
@@ -53,7 +54,7 @@ def test_plot_without_results_or_with_unknown_name_is_a_clear_error(tmp_path, ca
 
 
 def test_failed_runs_only_is_a_clear_error(tmp_path):
-    results.append_row(results.results_path(tmp_path, "cnn_cifar"), results.ResultRow(
+    results.write_record(tmp_path, results.ResultRow(
         run_id="x", experiment="cnn_cifar", variant="lenet", device="cpu", status=results.STATUS_FAILED))
     with pytest.raises(ValueError, match="no successful runs"):
         plots.plot_experiment(tmp_path, "cnn_cifar")

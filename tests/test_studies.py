@@ -50,7 +50,7 @@ def test_user_overrides_change_the_study_base_but_keep_the_rest():
 
 def test_plot_of_a_study_whose_every_point_failed_is_a_clear_error(tmp_path, capsys):
     for index in range(2):
-        results.append_row(results.results_path(tmp_path, "mlp_mnist"), results.ResultRow(
+        results.write_record(tmp_path, results.ResultRow(
             run_id=f"run{index}", experiment="mlp_mnist", variant="numpy", status="failed", group_id="g1",
             study="mlp_learning_rate", study_point=f"lr={index}"))
     assert main(["study", "mlp_learning_rate", "--plot-only", "--results-dir", str(tmp_path)]) == 2

@@ -1,71 +1,153 @@
+"""The run's record as experiments fill it (tracking.track / Record), with energy off or faked."""
+
+import io
 import json
 
 import pytest
 
-from dlbench import results, tracking
-from dlbench.data import DataOptions
+from dlbench import data, progress, results, tracking
+from dlbench.experiment import Experiment, Metric, Variant
+from experiments.mlp_mnist import Config as MlpConfig
+
+
+def _experiment(metric=Metric("test_accuracy"), progress_unit="epoch"):
+    return Experiment(title="unit", dataset="mnist", variants={"v": Variant("v", MlpConfig())},
+                      run=lambda config, variant, record: None, metric=metric, progress_unit=progress_unit,
+                      throughput_unit="images/s")
 
 
 def _row():
     return results.ResultRow(run_id="r1", experiment="unit", variant="v", device="cpu", seed=0)
 
 
-def _track(tmp_path, energy, body):
+def _track(tmp_path, energy, body, experiment=None, **options):
     row = _row()
-    with tracking.track(row, tmp_path, DataOptions(), energy) as run:
-        body(run)
+    experiment = experiment or _experiment()
+    quiet = progress.Progress("unit", experiment.progress_unit, stream=io.StringIO(), interactive=False)
+    with tracking.track(row, experiment, tmp_path, data.DataOptions(), energy, progress=quiet,
+                        **options) as record:
+        body(record)
     return row
 
 
-def test_successful_run_writes_a_complete_row_and_history(tmp_path):
-    def body(run):
-        with run.phase("train"):
-            for seconds in (2.0, 1.0, 1.2, 0.8):
-                run.record_epoch(seconds, loss=0.5, accuracy=0.9, val_accuracy=0.85)
-        run.record(n_train=100, test_accuracy=0.8, test_loss=0.4)
-        run.record_metrics(f1=0.75)
+def _read(tmp_path):
+    return results.read_records(tmp_path, "unit")
 
-    row = _track(tmp_path, tracking.EnergyTracker("FRA", "cpu", enabled=False), body)
-    [written] = results.read_rows(tmp_path / "unit.csv")
+
+def _off():
+    return tracking.EnergyTracker("FRA", "cpu", enabled=False)
+
+
+def test_successful_run_writes_a_complete_record_and_history(tmp_path):
+    def body(record):
+        record.expect_units(4, items_per_unit=100)
+        with record.phase("train"):
+            for seconds in (2.0, 1.0, 1.2, 0.8):
+                record.unit(seconds, loss=0.5, accuracy=0.9, val_accuracy=0.85)
+        record.set(n_train=100, test_accuracy=0.8, test_loss=0.4)
+        record.add_metrics(f1=0.75)
+
+    row = _track(tmp_path, _off(), body)
+    [written] = _read(tmp_path)
     assert written["status"] == "ok" and written["energy_status"] == "disabled"
-    assert float(written["time_first_epoch_s"]) == 2.0
-    assert float(written["time_steady_epoch_s"]) == 1.0  # Median of the epochs after the first.
-    assert float(written["train_samples_per_s"]) == pytest.approx(100.0)
-    assert written["epochs_run"] == "4" and float(written["validation_accuracy"]) == 0.85
+    assert written["metric"] == "test_accuracy" and written["metric_value"] == 0.8
+    assert written["metric_direction"] == "max" and written["progress_unit"] == "epoch"
+    assert written["time_first_unit_s"] == 2.0
+    assert written["time_steady_unit_s"] == 1.0  # Median of the units after the first.
+    assert written["throughput"] == pytest.approx(300 / 3.0) and written["throughput_unit"] == "images/s"
+    assert written["units_run"] == 4 and written["units_planned"] == 4 and written["validation_accuracy"] == 0.85
     assert json.loads(written["extra_metrics"]) == {"f1": 0.75}
-    assert float(written["time_train_s"]) >= 0 and float(written["time_total_s"]) >= 0
+    assert set(json.loads(written["phase_times"])) == {"train"} and written["time_train_s"] >= 0
+    assert written["forecast_after_unit"] == 2 and written["forecast_time_s"] > 0
     history = (tmp_path / row.history_file).read_text().splitlines()
-    assert history[0].startswith("epoch,seconds") and len(history) == 5
+    assert history[0].startswith("epoch,seconds,items") and len(history) == 5
+    assert (tmp_path / "unit.csv").exists() is False  # The CSV is the runner's to rebuild, from records.
+
+
+def test_any_phase_name_is_timed_and_a_metric_from_extra_metrics_is_the_headline(tmp_path):
+    experiment = _experiment(metric=Metric("mean_score", higher_is_better=True), progress_unit="episode")
+
+    def body(record):
+        with record.phase("rollout"):
+            pass
+        with record.phase("rollout"):
+            pass
+        record.unit(0.5, items=200, mean_score=1.5)
+        record.add_metrics(mean_score=2.5)
+
+    _track(tmp_path, _off(), body, experiment=experiment)
+    [written] = _read(tmp_path)
+    assert written["status"] == "ok"  # run.phase("rollout") used to raise AttributeError.
+    assert "rollout" in json.loads(written["phase_times"]) and written["metric_value"] == 2.5
+    assert written["progress_unit"] == "episode"
+
+
+def test_time_to_target_is_the_first_unit_reaching_it(tmp_path):
+    experiment = _experiment(metric=Metric("test_accuracy", target=0.9))
+
+    def body(record):
+        record.expect_units(3)
+        for accuracy in (0.5, 0.91, 0.95):
+            record.unit(0.01, val_accuracy=accuracy)
+
+    row = _track(tmp_path, _off(), body, experiment=experiment)
+    assert row.target == 0.9 and 0 < row.time_to_target_s <= row.time_total_s
+
+
+@pytest.mark.parametrize("column", ["run_id", "config", "status", "metric_value"])
+def test_the_harness_columns_cannot_be_written_by_an_experiment(tmp_path, column):
+    with pytest.raises(AttributeError, match="written by the harness"):
+        _track(tmp_path, _off(), lambda record: record.set(**{column: "x"}))
+    assert _read(tmp_path)[0]["status"] == "failed"
 
 
 def test_recording_an_unknown_column_is_an_error(tmp_path):
     with pytest.raises(AttributeError, match="no column 'accuracy_typo'"):
-        _track(tmp_path, tracking.EnergyTracker("FRA", "cpu", enabled=False),
-               lambda run: run.record(accuracy_typo=1))
-    [written] = results.read_rows(tmp_path / "unit.csv")
+        _track(tmp_path, _off(), lambda record: record.set(accuracy_typo=1))
+    [written] = _read(tmp_path)
     assert written["status"] == "failed" and "accuracy_typo" in written["error"]
 
 
-def test_failed_run_still_leaves_its_row(tmp_path):
-    def body(run):
-        run.record_epoch(1.0, loss=1.0)
+def test_failed_run_still_leaves_its_record_and_its_traceback_in_the_log(tmp_path):
+    def body(record):
+        record.unit(1.0, loss=1.0)
         raise RuntimeError("out of memory, say")
 
     with pytest.raises(RuntimeError):
-        _track(tmp_path, tracking.EnergyTracker("FRA", "cpu", enabled=False), body)
-    [written] = results.read_rows(tmp_path / "unit.csv")
+        _track(tmp_path, _off(), body, log_path=tmp_path / "r1.log")
+    [written] = _read(tmp_path)
     assert written["status"] == "failed"
     assert written["error"] == "RuntimeError: out of memory, say"
-    assert written["epochs_run"] == "1" and written["time_total_s"] != ""
+    assert written["units_run"] == 1 and written["time_total_s"] is not None
+    assert "out of memory, say" in (tmp_path / "r1.log").read_text()
+
+
+def test_a_data_error_is_one_line_on_the_console_without_traceback(tmp_path, capsys):
+    def body(record):
+        raise data.DataError("cannot read mnist data from /x/mnist.npz: not a zip file. Replace it")
+
+    with pytest.raises(data.DataError):
+        _track(tmp_path, _off(), body)
+    err = capsys.readouterr().err
+    assert err.strip() == "dlbench: error: cannot read mnist data from /x/mnist.npz: not a zip file. Replace it"
+    assert _read(tmp_path)[0]["status"] == "failed"
 
 
 def test_interrupted_run_is_recorded_as_such(tmp_path):
-    def body(run):
+    def body(record):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _track(tmp_path, tracking.EnergyTracker("FRA", "cpu", enabled=False), body)
-    assert results.read_rows(tmp_path / "unit.csv")[0]["status"] == "interrupted"
+        _track(tmp_path, _off(), body)
+    assert _read(tmp_path)[0]["status"] == "interrupted"
+
+
+def test_artifact_paths_are_under_the_runs_own_directory(tmp_path):
+    def body(record):
+        record.artifact_path("grid.png").write_bytes(b"png")
+
+    row = _track(tmp_path, _off(), body)
+    assert row.artifacts_dir == "artifacts/unit/r1" and (tmp_path / row.artifacts_dir / "grid.png").exists()
 
 
 class _BrokenOnStart:
@@ -92,19 +174,26 @@ def test_codecarbon_failure_never_kills_the_run(tmp_path, monkeypatch, fake, rea
     import codecarbon
 
     monkeypatch.setattr(codecarbon, "OfflineEmissionsTracker", fake)
-    row = _track(tmp_path, tracking.EnergyTracker("FRA", "cpu"), lambda run: run.record(test_accuracy=0.5))
+    row = _track(tmp_path, tracking.EnergyTracker("FRA", "cpu"), lambda record: record.set(test_accuracy=0.5))
     assert row.status == "ok" and row.test_accuracy == 0.5
     assert row.energy_status == reason
     assert row.energy_kwh is None and row.co2_kg is None
-    assert results.read_rows(tmp_path / "unit.csv")[0]["energy_kwh"] == ""
+    assert _read(tmp_path)[0]["energy_kwh"] is None
 
 
-def test_codecarbon_measures_and_says_how(tmp_path):
-    row = _track(tmp_path, tracking.EnergyTracker("FRA", "cpu"), lambda run: sum(range(200_000)))
+def test_codecarbon_measures_says_how_and_the_forecast_is_checked(tmp_path):
+    def body(record):
+        record.expect_units(4)
+        for _ in range(4):
+            record.unit(0.2 if record.units else 0.3)
+            sum(range(300_000))
+
+    row = _track(tmp_path, tracking.EnergyTracker("FRA", "cpu"), body)
     assert row.energy_status == "ok"
     assert row.energy_kwh > 0 and row.co2_kg > 0
     assert row.energy_kwh == pytest.approx(row.energy_cpu_kwh + row.energy_gpu_kwh + row.energy_ram_kwh)
     assert "cpu=" in row.energy_method and "ram=" in row.energy_method
     assert row.carbon_country == "FRA" and row.carbon_intensity_g_per_kwh > 0
+    assert row.forecast_kwh > 0 and row.forecast_kwh_error is not None and row.forecast_time_error is not None
     settings = json.loads(row.energy_settings)
     assert settings["country_iso_code"] == "FRA" and settings["gpu_ids"] == []
