@@ -136,6 +136,19 @@ def _text(value, pattern: str) -> str:
     return "" if value is None or pd.isna(value) else pattern.format(value)
 
 
+def render(frame: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
+    """Columns padded to their widest cell: numbers right-aligned, the ``left`` columns (text such as
+    a config) left-aligned, so that a long last column never pushes the others to the right."""
+    cells = {column: [str(column)] + [str(value) for value in frame[column]] for column in frame.columns}
+    widths = {column: max(map(len, values)) for column, values in cells.items()}
+    lines = []
+    for index in range(len(frame) + 1):
+        parts = [cells[column][index].ljust(widths[column]) if column in left
+                 else cells[column][index].rjust(widths[column]) for column in frame.columns]
+        lines.append(" ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
 def format_table(table: pd.DataFrame) -> str:
     """The comparison table for a terminal: the columns that matter, numbers rounded."""
     metric = table["metric"].iloc[0] if len(table) else "metric"
@@ -151,7 +164,7 @@ def format_table(table: pd.DataFrame) -> str:
         "g CO2": table["co2_g"].map(lambda v: _text(v, "{:.2g}")),
         "config": table["config_diff"],
     })
-    return shown.to_string(index=False)
+    return render(shown, left=("variant", "config"))
 
 
 def run_table(results_dir, experiment: str, run_ids: list[str]) -> str:
@@ -172,4 +185,4 @@ def run_table(results_dir, experiment: str, run_ids: list[str]) -> str:
         "forecast": frame["forecast_time_error"].map(lambda v: _text(100 * v, "{:+.0f}%")),
         "data": frame["dataset_source"],
     })
-    return shown.to_string(index=False)
+    return render(shown, left=("variant", "data"))
