@@ -101,7 +101,7 @@ def command_compare(arguments) -> int:
     registry.check(arguments.experiment)  # Without importing the experiment (and TensorFlow).
     results.rebuild_csv(arguments.results_dir, arguments.experiment)  # The CSV users open, from the records.
     table, path = report.write_comparison(arguments.results_dir, arguments.experiment)
-    print(report.format_table(table))
+    print(report.markdown_table(table) if arguments.markdown else report.format_table(table))
     print(f"\nwritten to {path}")
     return 0
 
@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="table: variant x device -> headline metric, time, kWh, CO2")
     compare.add_argument("experiment")
     compare.add_argument("--results-dir", default=default_results_dir())
+    compare.add_argument("--markdown", action="store_true", help="print the table as Markdown")
 
     plot = commands.add_parser("plot", help="PNG plots in RESULTS_DIR/plots: per-epoch curves, accuracy/time/CO2 bars")
     plot.add_argument("experiment")

@@ -186,3 +186,20 @@ def run_table(results_dir, experiment: str, run_ids: list[str]) -> str:
         "data": frame["dataset_source"],
     })
     return render(shown, left=("variant", "data"))
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The comparison table as Markdown, for README.md and reports (generated, never copied by hand)."""
+    metric = table["metric"].iloc[0] if len(table) else "metric"
+    header = (f"| variant | device | data | runs | {metric} | s/unit first / steady | total s | kWh | g CO2 | "
+              f"config |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for _, row in table.iterrows():
+        spread = "" if pd.isna(row["metric_std"]) else f" ± {row['metric_std']:.4f}"
+        lines.append(
+            f"| {row['variant']} | {row['device']} | {row['dataset_source']} | {row['runs']} | "
+            f"{_text(row['metric_mean'], '{:.4f}')}{spread} | {_text(row['first_unit_s'], '{:.2f}')} / "
+            f"{_text(row['steady_unit_s'], '{:.3f}')} | {_text(row['total_s'], '{:.1f}')} | "
+            f"{_text(row['energy_kwh'], '{:.2g}')} | {_text(row['co2_g'], '{:.2g}')} | "
+            f"{row['config_diff'].replace('|', '/') or 'defaults'} |")
+    return header + "\n".join(lines)

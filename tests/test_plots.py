@@ -58,3 +58,14 @@ def test_failed_runs_only_is_a_clear_error(tmp_path):
         run_id="x", experiment="cnn_cifar", variant="lenet", device="cpu", status=results.STATUS_FAILED))
     with pytest.raises(ValueError, match="no successful runs"):
         plots.plot_experiment(tmp_path, "cnn_cifar")
+
+
+def test_curves_draw_every_logged_metric_pair_not_only_accuracy_and_loss(tmp_path):
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,seconds,d_loss,g_loss,val_fcd\n1,3.0,0.7,1.2,80\n2,2.0,0.6,1.4,40\n")
+    import pandas as pd
+
+    assert plots.logged_metrics(pd.read_csv(history)) == ["d_loss", "g_loss", "fcd"]
+    episodes = pd.DataFrame({"episode": [1, 2], "seconds": [1.0, 1.0], "items": [200, 200],
+                             "score": [1.0, 2.0], "epsilon": [0.9, 0.8]})
+    assert plots.logged_metrics(episodes) == ["score", "epsilon"]

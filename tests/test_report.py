@@ -25,3 +25,37 @@ def test_each_variants_own_defaults_are_not_differences():
         for variant in ("fc_sgd", "fc_adam", "lenet", "wide")]})
     frame.loc[3, "config"] = frame.loc[3, "config"].replace('"epochs": 15', '"epochs": 2')
     assert report.config_differences(frame, defaults).tolist() == ["", "", "", "epochs=2"]
+
+
+def _record(results_dir, run_id, variant, value, **fields):
+    from dlbench import results
+
+    results.write_record(results_dir, results.ResultRow(
+        run_id=run_id, timestamp_utc=f"2026-12-01T00:00:0{run_id[-1]}+00:00", experiment="mlp_mnist",
+        variant=variant, device="cpu", status="ok", dataset_source="full", metric="test_accuracy",
+        metric_direction="max", metric_value=value, test_accuracy=value, config="{}", **fields))
+
+
+def test_compare_ranks_on_the_declared_metric_and_averages_repeats(tmp_path):
+    _record(tmp_path, "run1", "numpy", 0.90)
+    _record(tmp_path, "run2", "keras", 0.95)
+    _record(tmp_path, "run3", "keras", 0.97)
+    table = report.compare(tmp_path, "mlp_mnist")
+    assert table["variant"].tolist() == ["keras", "numpy"]  # Higher is better for test_accuracy.
+    assert table["metric_mean"].tolist() == [0.96, 0.90] and table["runs"].tolist() == [2, 1]
+    text = report.format_table(table)
+    assert "0.9600 ±0.0141" in text and text.splitlines()[0].startswith("variant")
+
+
+def test_rows_imported_from_dlbench_0_1_get_their_headline_from_the_old_column():
+    row = {"metric_value": None, "test_accuracy": 0.91, "extra_metrics": ""}
+    assert report.headline_value(row, "test_accuracy") == 0.91
+    assert report.headline_value({"metric_value": None, "extra_metrics": '{"dice": 0.8}'}, "dice") == 0.8
+
+
+def test_the_run_table_fits_a_100_column_terminal(tmp_path):
+    _record(tmp_path, "run1", "keras_fast", 0.9485, time_steady_unit_s=0.55, time_total_s=11.7,
+            energy_kwh=7.6e-5, co2_kg=4.3e-6, forecast_time_error=-0.031, progress_unit="epoch")
+    table = report.run_table(tmp_path, "mlp_mnist", ["run1"])
+    assert "keras_fast" in table and "0.9485" in table and "-3%" in table and "s/epoch" in table
+    assert max(len(line) for line in table.splitlines()) < 100
