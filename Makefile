@@ -16,12 +16,12 @@ ARGS ?=
 RUN_OPTIONS := $(if $(DEVICES),--devices $(DEVICES)) $(if $(VARIANTS),--variants $(VARIANTS)) \
 	$(foreach assignment,$(SET),--set $(assignment)) $(ARGS)
 
-.PHONY: install experiment compare study list test bench clean-venv
+.PHONY: install experiment compare study list report test bench clean-venv
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,cluster]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -38,6 +38,10 @@ study: install
 
 list: install
 	$(BIN)/dlbench list
+
+# results/report.html (self-contained page) and results/REPORT.md, from every experiment's records.
+report: install
+	$(BIN)/dlbench report
 
 test: install
 	$(BIN)/python -m pytest -q tests

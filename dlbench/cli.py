@@ -71,11 +71,32 @@ def _variants(arguments) -> list[str] | None:
     return [v for v in (arguments.variants or "").split(",") if v] or None
 
 
+def _check_backend(arguments) -> None:
+    """Before planning: Ray installed for --backend ray (else one line saying how), Ray options only with it."""
+    if arguments.backend == "ray":
+        from dlbench import cluster
+
+        cluster.import_ray()
+    elif arguments.address or arguments.cpus_per_run is not None or arguments.gpus_per_run is not None:
+        raise runner.RunnerError("--address, --cpus-per-run and --gpus-per-run need --backend ray")
+
+
+def _run_specs(specs, arguments) -> int:
+    """Local: one process after another on this machine; ray: Ray tasks on a local instance or a cluster."""
+    if arguments.backend == "ray":
+        from dlbench import cluster
+
+        return cluster.run_all(specs, address=arguments.address, cpus_per_run=arguments.cpus_per_run,
+                               gpus_per_run=arguments.gpus_per_run)
+    return runner.run_all(specs)
+
+
 def command_run(arguments) -> int:
+    _check_backend(arguments)
     overrides = config_module.parse_assignments(arguments.set or [])
     specs = runner.plan(arguments.experiment, _variants(arguments), runner.parse_devices(arguments.devices),
                         overrides, **_run_options(arguments))
-    return runner.run_all(specs)
+    return _run_specs(specs, arguments)
 
 
 def command_study(arguments) -> int:
@@ -84,10 +105,11 @@ def command_study(arguments) -> int:
     study = studies.get(arguments.study)
     status = 0
     if not arguments.plot_only:
+        _check_backend(arguments)
         print(f"[dlbench] study {study.name}: {study.description}", flush=True)
         specs = studies.plan(study, config_module.parse_assignments(arguments.set or []), _variants(arguments),
                              runner.parse_devices(arguments.devices), **_run_options(arguments))
-        status = runner.run_all(specs)
+        status = _run_specs(specs, arguments)
         if status == 130:
             return status
     for path in studies.plot(study, arguments.results_dir):
@@ -115,6 +137,14 @@ def command_plot(arguments) -> int:
     return 0
 
 
+def command_report(arguments) -> int:
+    from dlbench import report_html
+
+    for path in report_html.write_report(arguments.results_dir):
+        print(f"written {path} ({path.stat().st_size / 1024:,.0f} kB)")
+    return 0
+
+
 def add_run_options(parser) -> None:
     parser.add_argument("--variants", help="comma-separated variants (default: all)")
     parser.add_argument("--devices", help="comma-separated cpu,gpu (default: cpu, plus gpu when one is usable)")
@@ -130,6 +160,14 @@ def add_run_options(parser) -> None:
     parser.add_argument("--no-energy", action="store_true", help="do not start CodeCarbon (rows say 'disabled')")
     parser.add_argument("--results-dir", default=default_results_dir())
     parser.add_argument("--verbose", action="store_true", help="full tracebacks for data errors too")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local: one run after another here (default); ray: each run a Ray task, on a local "
+                             "Ray instance or the cluster at --address (needs dlbench[cluster])")
+    parser.add_argument("--address", help="Ray cluster address (ray start --head prints it; default: a Ray "
+                                          "instance started on this machine)")
+    parser.add_argument("--cpus-per-run", type=int, help="Ray: CPUs each run reserves (default: all of a node, so "
+                                                         "CodeCarbon's machine-level figure is that run's)")
+    parser.add_argument("--gpus-per-run", type=float, help="Ray: GPUs each GPU run reserves (default 1)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -162,11 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="PNG plots in RESULTS_DIR/plots: per-epoch curves, accuracy/time/CO2 bars")
     plot.add_argument("experiment")
     plot.add_argument("--results-dir", default=default_results_dir())
+
+    report = commands.add_parser("report", help="RESULTS_DIR/report.html (self-contained) and REPORT.md: "
+                                                "every experiment's tables and figures")
+    report.add_argument("--results-dir", default=default_results_dir())
     return parser
 
 
 COMMANDS = {"list": command_list, "run": command_run, "study": command_study, "compare": command_compare,
-            "plot": command_plot}
+            "plot": command_plot, "report": command_report}
 
 
 def main(argv=None) -> int:

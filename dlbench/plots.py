@@ -51,7 +51,7 @@ def _data_note(rows: pd.DataFrame) -> str:
 
 
 # Columns of a history file that are not metrics.
-_NOT_METRICS = {"seconds", "items", "epoch", "episode", "step"}
+_NOT_METRICS = {"seconds", "items", "count", "epoch", "episode", "step"}
 MAX_PANELS = 4
 
 

@@ -31,7 +31,7 @@ class Forecast:
 
 def make_forecast(unit_seconds: list[float], total_units: int, elapsed_s: float,
                   energy_kwh: float | None = None, co2_kg: float | None = None,
-                  tail_s: float = 0.0) -> Forecast | None:
+                  tail_s: float = 0.0, done: int | None = None) -> Forecast | None:
     """Forecast the whole run after ``len(unit_seconds)`` units, ``elapsed_s`` seconds after its start.
 
     The steady duration of a unit is the median of units 2 to k, because the first unit also pays
@@ -46,11 +46,13 @@ def make_forecast(unit_seconds: list[float], total_units: int, elapsed_s: float,
     intensity so far to the forecast energy. Units done beyond ``total_units`` leave none to go. The
     function returns None when the total number of units is unknown or not positive, or when no
     unit is done yet; energy and CO2 are None when they were not given or no time has elapsed.
+    ``done`` (default: one unit per duration) is the number of units done when each duration stands
+    for a group of units that ran together (the duration is then the group's mean per unit).
     """
-    done = len(unit_seconds)
-    if not total_units or total_units <= 0 or done == 0:
+    done = len(unit_seconds) if done is None else done
+    if not total_units or total_units <= 0 or done == 0 or not unit_seconds:
         return None
-    provisional = done < 2
+    provisional = len(unit_seconds) < 2
     steady_s = unit_seconds[0] if provisional else statistics.median(unit_seconds[1:])
     remaining_s = max(total_units - done, 0) * steady_s + tail_s
     scale = (elapsed_s + remaining_s) / elapsed_s if elapsed_s > 0 else None

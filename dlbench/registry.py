@@ -13,6 +13,7 @@ from dlbench.experiment import Experiment
 EXPERIMENTS = {
     "mlp_mnist": "experiments.mlp_mnist",
     "cnn_cifar": "experiments.cnn_cifar",
+    "dqn_mouse": "experiments.dqn_mouse",
 }
 
 

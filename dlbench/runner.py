@@ -46,6 +46,9 @@ class RunSpec:
     study: str = ""
     study_point: str = ""
     verbose: bool = False
+    # CodeCarbon's scope: "machine" when the run has the machine to itself, "process" when runs share
+    # it (dlbench.cluster with fewer CPUs per run than a node has), so no run counts the others' energy.
+    energy_tracking_mode: str = "machine"
 
     def new_row(self, **fields) -> results.ResultRow:
         """A result row with this run's identity filled in (the worker's row, or the parent's stand-in)."""

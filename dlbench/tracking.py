@@ -42,14 +42,17 @@ class EnergyTracker:
     ~/.codecarbon.config, ./.codecarbon.config and CODECARBON_* variables) and recorded in the row.
     """
 
-    def __init__(self, country: str, device: str, enabled: bool = True, project_name: str = "dlbench"):
+    def __init__(self, country: str, device: str, enabled: bool = True, project_name: str = "dlbench",
+                 tracking_mode: str = "machine"):
         self.enabled = enabled
         self.device = device
         self.settings = {
             "country_iso_code": country,
             "project_name": project_name,
             "measure_power_secs": MEASURE_POWER_SECONDS,
-            "tracking_mode": "machine",
+            # "machine": the whole machine's energy (the run has it to itself); "process": only this
+            # process and its children, for runs sharing a machine (see RunSpec.energy_tracking_mode).
+            "tracking_mode": tracking_mode,
             # A CPU run must not count an idle GPU's power; a GPU run measures GPU 0 through NVML.
             "gpu_ids": [0] if device == "gpu" else [],
             "pue": 1.0,
@@ -220,6 +223,11 @@ class Record:
         self.row.n_test = len(dataset.x_test)
         return dataset
 
+    def generated_data(self, name: str, origin: str) -> None:
+        """For topics whose data the run generates itself (games of an environment, drawn from seeds):
+        the record says so instead of naming a dataset file."""
+        self.row.dataset, self.row.dataset_source, self.row.dataset_origin = name, "generated", origin
+
     # --------------------------------------------------------------------------------- metrics
     def set(self, **fields) -> None:
         """Set row columns the experiment measures (parameters, test_accuracy, n_train, ...)."""
@@ -252,32 +260,45 @@ class Record:
         """Progress inside a long unit (a bar on a terminal)."""
         self.progress.batch(done, total)
 
-    def unit(self, seconds: float, items: float | None = None, **metrics) -> None:
-        """Log one finished unit: its wall time, how many items it processed, and its metrics."""
-        entry = {self.experiment.progress_unit: len(self.units) + 1, "seconds": float(seconds)}
+    def unit(self, seconds: float, items: float | None = None, count: int = 1, **metrics) -> None:
+        """Log finished units: their wall time, how many items they processed, and their metrics.
+
+        ``count`` > 1 logs several units that ran together (16 games stepped at once) as one entry:
+        each of them is counted, and per-unit times are the entry's seconds / count."""
+        done = self.units_done() + count
+        entry = {self.experiment.progress_unit: done, "seconds": float(seconds)}
+        if count != 1:
+            entry["count"] = int(count)
         if items is not None or self.items_per_unit is not None:
-            entry["items"] = float(items if items is not None else self.items_per_unit)
+            entry["items"] = float(items if items is not None else self.items_per_unit * count)
         entry.update({key: float(value) for key, value in metrics.items()})
         self.units.append(entry)
         elapsed = self.elapsed()
-        count = len(self.units)
+        entries = len(self.units)
         reached_target = self._reached_target(entry)
         # Energy is read (a fresh CodeCarbon measurement) only where it is used: for the forecasts
-        # after the first two units and at the target; the time forecast (the ETA) is made every unit.
-        energy = self.energy.so_far() if count <= 2 or reached_target else None
-        forecast = progress_module.make_forecast([unit["seconds"] for unit in self.units],
-                                                 self.row.units_planned or 0, elapsed, *(energy or (None, None)))
+        # after the first two entries and at the target; the time forecast (the ETA) is made every time.
+        energy = self.energy.so_far() if entries <= 2 or reached_target else None
+        forecast = progress_module.make_forecast(self.unit_seconds(), self.row.units_planned or 0, elapsed,
+                                                 *(energy or (None, None)), done=done)
         if reached_target:
             self.row.time_to_target_s = elapsed
             self.row.energy_to_target_kwh = energy[0] if energy else None
-        # The stored forecast is the first one made from a steady unit, not from the compile-heavy first.
-        if forecast is not None and count == 2:
+        # The stored forecast is the first one made from a steady entry, not from the compile-heavy first.
+        if forecast is not None and entries == 2:
             self.forecast = forecast
             self.row.forecast_after_unit = forecast.after_unit
             self.row.forecast_time_s = forecast.time_s
             self.row.forecast_kwh = forecast.kwh
             self.row.forecast_co2_kg = forecast.co2_kg
-        self.progress.unit_done(count, seconds, elapsed, metrics, forecast)
+        self.progress.unit_done(done, seconds, elapsed, metrics, forecast)
+
+    def units_done(self) -> int:
+        return sum(entry.get("count", 1) for entry in self.units)
+
+    def unit_seconds(self) -> list[float]:
+        """Seconds per unit of each logged entry (an entry of several units: its mean)."""
+        return [entry["seconds"] / entry.get("count", 1) for entry in self.units]
 
     def _reached_target(self, entry: dict) -> bool:
         metric = self.experiment.metric
@@ -328,11 +349,12 @@ class Record:
         row.phase_times = json.dumps({name: round(seconds, 6) for name, seconds in self.phase_times.items()},
                                      sort_keys=True)
         if self.units:
-            row.units_run = len(self.units)
-            row.time_first_unit_s = self.units[0]["seconds"]
+            row.units_run = self.units_done()
+            per_unit = self.unit_seconds()
+            row.time_first_unit_s = per_unit[0]
             steady = self.units[1:]
             if steady:
-                row.time_steady_unit_s = statistics.median(unit["seconds"] for unit in steady)
+                row.time_steady_unit_s = statistics.median(per_unit[1:])
                 seconds = sum(unit["seconds"] for unit in steady)
                 if "items" in steady[0] and seconds > 0:
                     row.throughput = sum(unit.get("items", 0.0) for unit in steady) / seconds

@@ -101,7 +101,8 @@ def main(spec: runner.RunSpec) -> int:
                 import keras  # noqa: F401
             except BaseException as error:
                 import_error = error
-    energy = tracking.EnergyTracker(spec.country, spec.device, enabled=spec.energy)
+    energy = tracking.EnergyTracker(spec.country, spec.device, enabled=spec.energy,
+                                    tracking_mode=spec.energy_tracking_mode)
     try:
         with tracking.track(row, experiment, results_dir, DataOptions(**spec.data_options), energy,
                             verbose=spec.verbose, log_path=log_path) as record:

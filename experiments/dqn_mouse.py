@@ -47,7 +47,7 @@ AGENTS = ("random", "dense", "conv")
 @dataclasses.dataclass(frozen=True)
 class Config:
     agent: str = "conv"  # random, dense or conv.
-    episodes: int = 800  # Training games (rounded up to a multiple of parallel_games).
+    episodes: int = 160  # Training games (rounded up to a multiple of parallel_games); see the docstring.
     parallel_games: int = 16  # Games stepped together; one network call acts for all of them.
     gamma: float = 0.99
     learning_rate: float = 1e-3  # Adam.
@@ -57,6 +57,7 @@ class Config:
     updates_per_round_step: int = 1  # Gradient updates after each step of the parallel games.
     target_sync_updates: int = 500  # Copy the online network into the target network this often.
     huber: bool = True  # Huber loss on the TD error; false: squared error (the course's).
+    double_dqn: bool = False  # Target r + gamma Q_target(s', argmax_a Q(s', a)) (van Hasselt et al.).
     epsilon_start: float = 0.1
     epsilon_end: float = 0.1
     epsilon_decay_fraction: float = 0.8  # Share of training over which epsilon goes start -> end.
@@ -155,12 +156,18 @@ def build_q_network(config: Config, observation_shape: tuple[int, ...]):
     return keras.Model(inputs, keras.layers.Dense(4)(hidden), name=f"q_{config.agent}")
 
 
-def bellman_targets(rewards, next_q_values, dones, gamma: float):
-    """r + gamma max_a' Q_target(s', a'), and just r at the end of a game (no bootstrap). Works on
-    NumPy arrays and, inside the compiled train step, on tensors."""
+def bellman_targets(rewards, next_q_values, dones, gamma: float, online_next_q_values=None):
+    """r + gamma max_a' Q_target(s', a'), and just r at the end of a game (no bootstrap). With
+    ``online_next_q_values`` (double DQN), a' is the online network's choice, valued by the target
+    network. Works on NumPy arrays and, inside the compiled train step, on tensors."""
     import keras
 
-    return rewards + gamma * (1.0 - dones) * keras.ops.max(next_q_values, axis=1)
+    if online_next_q_values is None:
+        next_values = keras.ops.max(next_q_values, axis=1)
+    else:
+        choice = keras.ops.argmax(online_next_q_values, axis=1)
+        next_values = keras.ops.take_along_axis(next_q_values, keras.ops.expand_dims(choice, 1), axis=1)[:, 0]
+    return rewards + gamma * (1.0 - dones) * next_values
 
 
 def make_train_step(online, target, optimizer, config: Config):
@@ -172,7 +179,9 @@ def make_train_step(online, target, optimizer, config: Config):
 
     @tf.function(jit_compile=config.jit_compile)
     def train_step(observations, actions, rewards, next_observations, dones):
-        targets = bellman_targets(rewards, target(next_observations, training=False), dones, config.gamma)
+        online_next = online(next_observations, training=False) if config.double_dqn else None
+        targets = bellman_targets(rewards, target(next_observations, training=False), dones, config.gamma,
+                                  online_next)
         with tf.GradientTape() as tape:
             q_values = online(observations, training=True)
             taken = tf.gather(q_values, actions, axis=1, batch_dims=1)

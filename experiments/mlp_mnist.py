@@ -272,8 +272,9 @@ EXPERIMENT = Experiment(
                               Config(jit_compile=True, steps_per_execution=FAST_STEPS_PER_EXECUTION)),
     },
     run=run,
-    # Time-to-target: 95 % validation accuracy, which the course's default recipe reaches near its end.
-    metric=Metric("test_accuracy", higher_is_better=True, target=0.95),
+    # Time-to-target: 94 % validation accuracy, which the course's default recipe reaches at epoch 10
+    # of 12 (94.6 % at the end); learning_rate=0.1 reaches it in the second epoch.
+    metric=Metric("test_accuracy", higher_is_better=True, target=0.94),
     progress_unit="epoch",
     throughput_unit="images/s",
 )

@@ -110,6 +110,14 @@ def test_the_bellman_target_bootstraps_except_at_the_end_of_a_game():
     np.testing.assert_allclose(targets, [0.5 + 0.9 * 2.0, -1.0, 0.9 * 4.0], rtol=1e-6)
 
 
+def test_the_double_dqn_target_values_the_online_networks_choice_with_the_target_network():
+    rewards, dones = np.zeros(2, np.float32), np.array([0.0, 1.0], np.float32)
+    target_next = np.array([[1.0, 5.0], [2.0, 3.0]], np.float32)
+    online_next = np.array([[9.0, 0.0], [0.0, 9.0]], np.float32)  # Online picks action 0, then 1.
+    targets = np.asarray(dqn_mouse.bellman_targets(rewards, target_next, dones, 0.5, online_next))
+    np.testing.assert_allclose(targets, [0.5 * 1.0, 0.0])
+
+
 def test_a_train_step_moves_q_of_the_taken_action_towards_the_target():
     import keras
 
