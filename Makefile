@@ -21,7 +21,7 @@ RUN_OPTIONS := $(if $(DEVICES),--devices $(DEVICES)) $(if $(VARIANTS),--variants
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,cluster]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,cluster,bert]'
 	touch $@
 
 install: $(BIN)/.installed

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import os
 import sys
+from pathlib import Path
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it (users can still override).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -137,6 +138,31 @@ def command_plot(arguments) -> int:
     return 0
 
 
+def command_predict(arguments) -> int:
+    """Predictions of the saved model of a finished run (the latest successful one of a variant)."""
+    experiment = registry.get(arguments.experiment)
+    if experiment.predict is None:
+        raise ValueError(f"{arguments.experiment} saves no model to predict with")
+    variant = arguments.variant or next(iter(experiment.variants))
+    finished = [record for record in results.read_records(arguments.results_dir, arguments.experiment)
+                if record.get("status") == results.STATUS_OK and record.get("artifacts_dir")
+                and (record.get("run_id") == arguments.run if arguments.run else record.get("variant") == variant)]
+    how = f"make one with: dlbench run {arguments.experiment} --variants {variant}"
+    if not finished:
+        which = f"run {arguments.run}" if arguments.run else f"{arguments.experiment}/{variant}"
+        raise FileNotFoundError(f"no finished run with a saved model for {which} in {arguments.results_dir}; {how}")
+    chosen = finished[-1]  # Records are read oldest first.
+    try:
+        values = experiment.predict(Path(arguments.results_dir) / chosen["artifacts_dir"], arguments.inputs)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error} (run {chosen['run_id']}); {how}") from None
+    print(f"[dlbench] {arguments.experiment}/{chosen['variant']} run {chosen['run_id']} "
+          f"({chosen.get('dataset_source')} data, {chosen.get('metric')}={chosen.get('metric_value')})", file=sys.stderr)
+    for value, text in zip(values, arguments.inputs):
+        print(f"{value:.4f}\t{text}")
+    return 0
+
+
 def command_report(arguments) -> int:
     from dlbench import report_html
 
@@ -201,6 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("experiment")
     plot.add_argument("--results-dir", default=default_results_dir())
 
+    predict = commands.add_parser("predict", help="predictions of a finished run's saved model, e.g. "
+                                  "dlbench predict sentiment_imdb \"This film is great\"")
+    predict.add_argument("experiment")
+    predict.add_argument("inputs", nargs="+", help="inputs, e.g. sentences")
+    predict.add_argument("--variant", help="the variant whose latest successful run is used (default: the first)")
+    predict.add_argument("--run", help="a run id instead")
+    predict.add_argument("--results-dir", default=default_results_dir())
+
     report = commands.add_parser("report", help="RESULTS_DIR/report.html (self-contained) and REPORT.md: "
                                                 "every experiment's tables and figures")
     report.add_argument("--results-dir", default=default_results_dir())
@@ -208,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"list": command_list, "run": command_run, "study": command_study, "compare": command_compare,
-            "plot": command_plot, "report": command_report}
+            "plot": command_plot, "report": command_report, "predict": command_predict}
 
 
 def main(argv=None) -> int:

@@ -60,6 +60,9 @@ class Experiment:
     metric: Metric
     progress_unit: str = "epoch"
     throughput_unit: str = "images/s"  # What the steady-state throughput counts per second.
+    # predict(artifacts_dir, inputs) -> one number per input, from a finished run's saved model
+    # (`dlbench predict NAME INPUT...`); None when the experiment saves no model to predict with.
+    predict: Callable | None = None
 
     def __post_init__(self):
         if not self.variants:

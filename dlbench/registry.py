@@ -14,6 +14,7 @@ EXPERIMENTS = {
     "mlp_mnist": "experiments.mlp_mnist",
     "cnn_cifar": "experiments.cnn_cifar",
     "dqn_mouse": "experiments.dqn_mouse",
+    "sentiment_imdb": "experiments.sentiment_imdb",
 }
 
 

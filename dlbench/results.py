@@ -32,6 +32,7 @@ STATUS_RUNNING = "running"
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_INTERRUPTED = "interrupted"
+STATUS_SKIPPED = "skipped"  # The run could not start its work: something only the user can provide is missing.
 
 
 @dataclasses.dataclass

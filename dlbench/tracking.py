@@ -162,6 +162,12 @@ HARNESS_COLUMNS = frozenset({
     "artifacts_dir", "log_file"})
 
 
+class RunSkipped(Exception):
+    """Raised by an experiment that cannot do its work without something only the user can provide
+    (pretrained weights that cannot be downloaded here): the record says ``skipped`` and why, in one
+    line, and the run ends at once without a traceback."""
+
+
 class Record:
     """One run as the experiment fills it: phases, data, per-unit history, metrics, artifacts.
 
@@ -440,6 +446,11 @@ def track(row: results.ResultRow, experiment: Experiment, results_dir: Path, dat
         row.status = results.STATUS_INTERRUPTED
         row.error = "interrupted (Ctrl-C or termination signal)"
         raise
+    except RunSkipped as skip:
+        row.status = results.STATUS_SKIPPED
+        row.error = str(skip)
+        record.progress.close()
+        print(f"[dlbench] skipped: {skip}", file=sys.stderr, flush=True)
     except BaseException as error:
         row.status = results.STATUS_FAILED
         row.error = f"{type(error).__name__}: {error}".replace("\n", " ")[:2000]

@@ -1,6 +1,6 @@
 """Build the small real samples shipped in dlbench/samples/ from the full offline copies.
 
-Run: python scripts/make_samples.py ../shared/datasets
+Run: python scripts/make_samples.py ../shared/datasets [mnist cifar10 imdb]   (default: all three)
 Each sample is a stratified random subset (seed 0) of the real data, never synthetic; the chosen
 indices into the full arrays are stored alongside so anyone can check the provenance.
 """
@@ -58,10 +58,59 @@ def make_cifar10(data_dir: Path):
         )
 
 
+# IMDB: 2,000 train + 500 test whole reviews, 1,000 + 250 of each label, drawn with seeds 0 and 1 from the
+# shared imdb_reviews.npz (aclImdb v1.0 raw text; sorted by label there, so the draw is per label).
+# Stored as one UTF-8 byte blob + offsets per split (review i is bytes[offsets[i]:offsets[i+1]]), so the
+# sample loads without allow_pickle. All reviews are eligible: no length cap. Whole random reviews give
+# about 3.3 MB of text, 1.33 MB compressed, under the 1.5 MB limit. If a redraw ever exceeds it, set
+# IMDB_MAX_CHARS (draw among reviews shorter than that, still balanced and seeded) and say so in
+# dlbench/data.py's IMDB_SAMPLE_NOTE, which becomes the rows' dataset_origin.
+IMDB_MAX_CHARS = None
+IMDB_SAMPLE_LIMIT_BYTES = 1_500_000
+
+
+def encode_texts(texts):
+    """One UTF-8 byte blob and int64 offsets (N + 1) for a sequence of str."""
+    encoded = [text.encode("utf-8") for text in texts]
+    offsets = np.concatenate([[0], np.cumsum([len(piece) for piece in encoded])]).astype(np.int64)
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def make_imdb(data_dir: Path):
+    # The shared copy holds object arrays of str: it needs allow_pickle (the sample does not).
+    with np.load(data_dir / "imdb_reviews.npz", allow_pickle=True) as data:
+        arrays = {}
+        for split, count, seed in (("train", 2000, 0), ("test", 500, 1)):
+            texts, labels = data[f"x_{split}"], data[f"y_{split}"]
+            eligible = np.ones(len(texts), bool)
+            if IMDB_MAX_CHARS is not None:
+                eligible = np.array([len(text) < IMDB_MAX_CHARS for text in texts])
+            candidates = np.flatnonzero(eligible)
+            indices = candidates[stratified_indices(labels[candidates], count, seed)]
+            text_bytes, offsets = encode_texts(texts[indices])
+            arrays.update({
+                f"{split}_text_bytes": text_bytes, f"{split}_text_offsets": offsets,
+                f"y_{split}": labels[indices].astype(np.int64), f"{split}_indices": indices,
+                f"id_{split}": data[f"id_{split}"][indices], f"rating_{split}": data[f"rating_{split}"][indices],
+            })
+    path = OUT / "imdb_sample.npz"
+    np.savez_compressed(path, **arrays)
+    if path.stat().st_size >= IMDB_SAMPLE_LIMIT_BYTES:
+        raise SystemExit(f"{path} is {path.stat().st_size:,} bytes, over {IMDB_SAMPLE_LIMIT_BYTES:,}: "
+                         f"set IMDB_MAX_CHARS (see the comment above it)")
+
+
+MAKERS = {"mnist": make_mnist, "cifar10": make_cifar10, "imdb": make_imdb}
+
+
 if __name__ == "__main__":
     source = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/datasets")
+    names = sys.argv[2:] or list(MAKERS)
+    unknown = [name for name in names if name not in MAKERS]
+    if unknown:
+        raise SystemExit(f"unknown sample(s) {', '.join(unknown)}; known: {', '.join(MAKERS)}")
     OUT.mkdir(parents=True, exist_ok=True)
-    make_mnist(source)
-    make_cifar10(source)
+    for name in names:
+        MAKERS[name](source)
     for path in sorted(OUT.glob("*.npz")):
         print(path.name, path.stat().st_size)

