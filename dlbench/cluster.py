@@ -89,7 +89,7 @@ def run_all(specs: list[runner.RunSpec], address: str | None = None, cpus_per_ru
     finally:
         if started_here:
             ray.shutdown()
-    runner._print_table_of(specs)
+    runner.print_table_of(specs)
     if failures is None:
         return 130
     csv_path = results.results_path(specs[0].results_dir, specs[0].experiment)

@@ -208,14 +208,14 @@ def run_all(specs: list[RunSpec]) -> int:
             failures += 1
             print(f"[dlbench] {spec.label()} failed (exit {exit_status}); its record says why", file=sys.stderr)
     csv_path = results.results_path(specs[0].results_dir, specs[0].experiment)
-    _print_table_of(specs)
+    print_table_of(specs)
     if status is None:
         print(f"[dlbench] {len(specs) - failures}/{len(specs)} runs ok; rows in {csv_path}", flush=True)
         status = 1 if failures else 0
     return status
 
 
-def _print_table_of(specs: list[RunSpec]) -> None:
+def print_table_of(specs: list[RunSpec]) -> None:
     """The comparison table of the runs just made (never fatal: the records are already safe)."""
     from dlbench import report
 

@@ -308,11 +308,11 @@ def predict_from_artifacts(artifacts_dir, texts: list[str]) -> list[float]:
 
 
 def run(config: Config, variant: str, record) -> None:
+    preset = bert_preset(config) if variant == "bert_gru" else None  # Skipped at once without weights.
     dataset = record.load_data(DATASET)
     with record.phase("data"):
         (x_train, y_train), (x_validation, y_validation) = split(dataset, config, record.seed)
         if variant == "bert_gru":
-            preset = bert_preset(config)
             import keras_hub
 
             preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(

@@ -18,10 +18,13 @@ PUNCTUATION = re.escape('!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~')
 
 @keras.saving.register_keras_serializable("dlbench")
 def standardize_review(text):
-    """Lower case, the reviews' HTML line breaks and punctuation removed (as keras-io does)."""
+    """Lower case, the reviews' HTML line breaks and punctuation removed (as keras-io does), and every
+    separator or control character (\\r, \\x85, \\u2028...) made a plain space: a token holding one
+    would be cut in two when the vocabulary is saved one token per line, and the model would not load."""
     lowered = tf.strings.lower(text)
     without_breaks = tf.strings.regex_replace(lowered, "<br />", " ")
-    return tf.strings.regex_replace(without_breaks, f"[{PUNCTUATION}]", "")
+    plain_spaces = tf.strings.regex_replace(without_breaks, r"[\p{Z}\p{C}]", " ")
+    return tf.strings.regex_replace(plain_spaces, f"[{PUNCTUATION}]", "")
 
 
 @keras.saving.register_keras_serializable("dlbench")
