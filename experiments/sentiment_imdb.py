@@ -20,7 +20,11 @@ and `bert_gru` (a frozen pretrained BERT encoder + GRU head, via keras-hub; pret
 be downloaded without internet: a local preset directory is needed, else the run is `skipped`).
 Padding is masked (`mask_zero=True`), so recurrent layers and attention never read it.
 
-Expected: see the closing note of the sentiment_imdb issue (figures per variant with commands).
+Expected (full data, seed 0, 2 AMD EPYC cores, one run each; `dlbench run sentiment_imdb`): test
+accuracy gru 86.2 %, lstm 86.5 %, bigru 86.7 %, bow_bigrams 88.7 %, transformer 85.7 %, simple_rnn
+70.2 % (77.0 % in an earlier run: it is unstable); 0.3-8 minutes per variant (early stopping after
+2-4 epochs). The course's probe sentences with the gru variant: "This film is terrible" 0.12,
+"This film is great" 0.77 (the transformer: 0.001 / 0.999).
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ class Config:
     # Recurrent models: drops whole embedding channels (SpatialDropout1D) against the overfitting that
     # starts at epoch 3 (with 0.3 and embedding_dim=128: 86.9 % instead of 86.2 %).
     embedding_dropout: float = 0.3
+    # Recurrent models: "last" reads the final state (the course's model), "max" the maximum of every
+    # step's output over the review (a strong word anywhere counts, short sentences included).
+    recurrent_output: str = "last"
     hidden_units: int = 16  # bow_bigrams' dense layer; the transformer's feed-forward width is 2x this.
     attention_heads: int = 2
     epochs: int = 5
@@ -76,6 +83,8 @@ class Config:
             raise ValueError("sizes, epochs and batch_size must be >= 1")
         if not 0 <= self.dropout < 1 or not 0 <= self.embedding_dropout < 1 or not 0 < self.validation_fraction < 1:
             raise ValueError("dropout and embedding_dropout must be in [0, 1), validation_fraction in (0, 1)")
+        if self.recurrent_output not in ("last", "max"):
+            raise ValueError("recurrent_output must be last or max")
         if self.learning_rate <= 0 or self.early_stopping_patience < 0 or self.train_subset < 0:
             raise ValueError("learning_rate must be > 0, early_stopping_patience and train_subset >= 0")
 
@@ -171,9 +180,12 @@ def build_model(config: Config, variant: str, features: int | None = None):
         embedded = keras.layers.Embedding(config.vocabulary_size, config.embedding_dim, mask_zero=True)(inputs)
         if config.embedding_dropout:
             embedded = keras.layers.SpatialDropout1D(config.embedding_dropout)(embedded)
+        every_step = config.recurrent_output == "max"
         layer = {"gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM,
-                 "bigru": keras.layers.GRU}[variant](config.recurrent_units)
+                 "bigru": keras.layers.GRU}[variant](config.recurrent_units, return_sequences=every_step)
         hidden = keras.layers.Bidirectional(layer)(embedded) if variant == "bigru" else layer(embedded)
+        if every_step:
+            hidden = keras.layers.GlobalMaxPooling1D()(hidden)  # Padded steps are masked out.
     elif variant == "transformer":
         embedded = TokenAndPositionEmbedding(config.sequence_length, config.vocabulary_size,
                                              config.embedding_dim)(inputs)

@@ -11,7 +11,7 @@ from dlbench import results
 from dlbench.cli import main
 from experiments import sentiment_imdb
 
-TINY = ("epochs=1 vocabulary_size=500 sequence_length=40 embedding_dim=8 recurrent_units=4 hidden_units=4 "
+TINY = ("epochs=2 vocabulary_size=500 sequence_length=40 embedding_dim=8 recurrent_units=4 hidden_units=4 "
         "batch_size=64 train_subset=400")
 SMOKE_VARIANTS = ["gru", "simple_rnn", "lstm", "bigru", "bow_bigrams", "transformer"]
 
@@ -36,7 +36,7 @@ def test_every_variant_writes_a_complete_row_and_saves_its_model(smoke_results):
         assert 0.0 <= row["test_accuracy"] <= 1.0 and row["metric_value"] == row["test_accuracy"]
         metrics = json.loads(row["extra_metrics"])
         assert {"precision", "recall", "f1", "roc_auc", "probe_great", "probe_terrible"} <= set(metrics)
-        assert row["throughput_unit"] == "tokens/s" and row["units_run"] == 1
+        assert row["throughput_unit"] == "tokens/s" and row["units_run"] == 2 and row["throughput"] > 0
         assert (results_dir / row["artifacts_dir"] / sentiment_imdb.MODEL_FILE).exists()
 
 
@@ -94,7 +94,9 @@ def test_bert_gru_wiring_with_a_tiny_random_backbone():
     output = model(inputs).numpy()
     assert output.shape == (1, 1) and 0 < output[0, 0] < 1
     assert not backbone.trainable and all(not weight.trainable for weight in backbone.weights)
-    assert len(model.trainable_weights) == 4  # GRU kernel, recurrent kernel, bias; Dense kernel... and bias.
+    # Only the head trains: the GRU's kernel, recurrent kernel and bias, the Dense kernel and bias.
+    assert len(model.trainable_weights) == 5
+    assert not {id(weight) for weight in model.trainable_weights} & {id(weight) for weight in backbone.weights}
 
 
 def test_bert_gru_without_weights_is_skipped_with_one_line(tmp_path, capfd, monkeypatch):
@@ -105,3 +107,20 @@ def test_bert_gru_without_weights_is_skipped_with_one_line(tmp_path, capfd, monk
     [row] = results.read_records(tmp_path, "sentiment_imdb")
     assert row["status"] == "skipped" and "cannot be downloaded here" in row["error"]
     assert "DLBENCH_BERT_PRESET" in capfd.readouterr().err
+
+
+def test_a_vocabulary_with_odd_separators_saves_and_loads(tmp_path):
+    # Real reviews hold \x85, \u2028, \r...: a token holding one split the saved one-per-line vocabulary.
+    texts = np.array(["good\u2028film", "bad\x85plot ok", "great\r\nacting", "awful\u00a0movie"] * 4, dtype=object)
+    labels = np.array([1, 0, 1, 0] * 4)
+    config = dataclasses.replace(sentiment_imdb.EXPERIMENT.variants["gru"].config, vocabulary_size=50,
+                                 sequence_length=8, embedding_dim=4, recurrent_units=2)
+    vectorizer = sentiment_imdb.make_vectorizer(config, "gru", texts)
+    assert all(token == token.strip() and token for token in vectorizer.get_vocabulary()[1:])
+    model = sentiment_imdb.build_model(config, "gru")
+    model(np.zeros((1, 8), np.int64))
+    text_model = sentiment_imdb.export_model(vectorizer, model)
+    text_model.save(tmp_path / "model.keras")
+    loaded = sentiment_imdb.load_model(tmp_path / "model.keras")
+    assert sentiment_imdb.predict_sentiments(loaded, ["good film"]) == pytest.approx(
+        sentiment_imdb.predict_sentiments(text_model, ["good film"]), abs=1e-6)
