@@ -167,6 +167,16 @@ def read_npz(path: Path, keys, allow_pickle: bool = False) -> dict[str, np.ndarr
         return arrays
 
 
+def check_labels(labels: np.ndarray, count: int, split: str, item: str, class_count: int) -> None:
+    """One integer label in 0..class_count-1 per ``item`` of the split, or a ValueError saying what is wrong."""
+    if not (labels.ndim == 1 or (labels.ndim == 2 and labels.shape[1] == 1)) or len(labels) != count:
+        raise ValueError(f"y_{split} has shape {labels.shape}, expected ({count},) (one label per {item} of x_{split})")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"y_{split} has dtype {labels.dtype}, expected integer labels")
+    if labels.min() < 0 or labels.max() >= class_count:
+        raise ValueError(f"y_{split} has labels {labels.min()}..{labels.max()}, expected 0..{class_count - 1}")
+
+
 def check_split_arrays(arrays: dict[str, np.ndarray], image_shape: tuple[int, ...], class_count: int) -> None:
     """ValueError with a short reason unless x_train/x_test are non-empty (N, *image_shape) uint8 images
     with N integer labels in 0..class_count-1 each: caught here, not as a crash in the middle of training."""
@@ -179,13 +189,7 @@ def check_split_arrays(arrays: dict[str, np.ndarray], image_shape: tuple[int, ..
             raise ValueError(f"x_{split} has dtype {images.dtype}, expected uint8")
         if len(images) == 0:
             raise ValueError(f"x_{split} holds no images")
-        if not (labels.ndim == 1 or (labels.ndim == 2 and labels.shape[1] == 1)) or len(labels) != len(images):
-            raise ValueError(f"y_{split} has shape {labels.shape}, expected ({len(images)},) "
-                             f"(one label per image of x_{split})")
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"y_{split} has dtype {labels.dtype}, expected integer labels")
-        if labels.min() < 0 or labels.max() >= class_count:
-            raise ValueError(f"y_{split} has labels {labels.min()}..{labels.max()}, expected 0..{class_count - 1}")
+        check_labels(labels, len(images), split, "image", class_count)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -403,13 +407,7 @@ def check_text_arrays(arrays: dict[str, np.ndarray], class_count: int) -> dict[s
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise ValueError(f"x_{split}[{index}] is a {type(text).__name__}, expected str")
-        if not (labels.ndim == 1 or (labels.ndim == 2 and labels.shape[1] == 1)) or len(labels) != len(texts):
-            raise ValueError(f"y_{split} has shape {labels.shape}, expected ({len(texts)},) "
-                             f"(one label per review of x_{split})")
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"y_{split} has dtype {labels.dtype}, expected integer labels")
-        if labels.min() < 0 or labels.max() >= class_count:
-            raise ValueError(f"y_{split} has labels {labels.min()}..{labels.max()}, expected 0..{class_count - 1}")
+        check_labels(labels, len(texts), split, "review", class_count)
         checked[f"x_{split}"] = texts
     return checked
 
