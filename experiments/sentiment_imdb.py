@@ -30,7 +30,6 @@ accuracy gru 86.2 %, lstm 86.5 %, bigru 86.7 %, bow_bigrams 88.7 %, transformer 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -207,7 +206,7 @@ def bert_preset(config: Config) -> str:
     if not preset:
         raise RunSkipped(f"bert_gru needs pretrained BERT weights, which cannot be downloaded here: {how}")
     try:
-        import keras_hub  # noqa: F401
+        import keras_hub  # noqa: F401  Only whether it is installed.
     except ImportError:
         raise RunSkipped("bert_gru needs keras-hub: pip install 'dlbench[bert]'") from None
     if not os.path.isdir(preset) and "://" not in preset:

@@ -93,14 +93,6 @@ def test_sample_is_small_compressed_and_needs_no_unpickling():
         assert stored["train_indices"].shape == (2000,) and stored["test_indices"].shape == (500,)
 
 
-def test_damaged_shipped_sample_says_to_reinstall(tmp_path, monkeypatch):
-    (tmp_path / "imdb_sample.npz").write_bytes(b"PK\x03\x04 not really a zip")
-    monkeypatch.setattr(data, "sample_path", lambda file_name: tmp_path / file_name)
-    with pytest.raises(data.DataError, match="cannot read imdb data from .*imdb_sample.npz: .*reinstall") as error:
-        data.load("imdb", data.DataOptions(allow_download=False))
-    assert "\n" not in str(error.value)
-
-
 def test_decode_texts_checks_offsets_and_utf8():
     blob = np.frombuffer("ab\u00e9".encode(), np.uint8)
     assert data.decode_texts(blob, np.array([0, 1, 4])).tolist() == ["a", "b\u00e9"]

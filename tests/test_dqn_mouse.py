@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 
 from dlbench import results
 from dlbench.cli import main
-from experiments import dqn_mouse, mouse_game
+from experiments import dqn_mouse
 from experiments.mouse_game import CHEESE, EMPTY, POISON, VIEW, MouseGameEnv
 
 

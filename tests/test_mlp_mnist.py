@@ -1,7 +1,6 @@
 """experiments/mlp_mnist.py in-process on the shipped MNIST sample: config checks and tiny runs."""
 
 import dataclasses
-import json
 
 import pytest
 

@@ -118,7 +118,6 @@ def test_bert_gru_without_weights_is_skipped_with_one_line(tmp_path, capfd, monk
 def test_a_vocabulary_with_odd_separators_saves_and_loads(tmp_path):
     # Real reviews hold \x85, \u2028, \r...: a token holding one split the saved one-per-line vocabulary.
     texts = np.array(["good\u2028film", "bad\x85plot ok", "great\r\nacting", "awful\u00a0movie"] * 4, dtype=object)
-    labels = np.array([1, 0, 1, 0] * 4)
     config = dataclasses.replace(sentiment_imdb.EXPERIMENT.variants["gru"].config, vocabulary_size=50,
                                  sequence_length=8, embedding_dim=4, recurrent_units=2)
     vectorizer = sentiment_imdb.make_vectorizer(config, "gru", texts)
