@@ -166,13 +166,17 @@ def execute(spec: RunSpec) -> int:
     try:
         status = process.wait()
     except KeyboardInterrupt:
-        # The child got the same Ctrl-C; give it time to write its 'interrupted' record.
+        # The child got the same Ctrl-C: it stops at the end of its current unit and writes its
+        # 'interrupted' record. A second Ctrl-C stops it at once; it then gets 60 s to write it.
         interrupted = True
         try:
-            status = process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
             status = process.wait()
+        except KeyboardInterrupt:
+            try:
+                status = process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                status = process.wait()
     try:
         if not results.has_record(spec.results_dir, spec.experiment, spec.run_id):
             row = spec.new_row(

@@ -162,6 +162,31 @@ HARNESS_COLUMNS = frozenset({
     "artifacts_dir", "log_file"})
 
 
+class StopRequest:
+    """Ctrl-C during training stops the run at the end of the current unit instead of inside
+    TensorFlow: a KeyboardInterrupt raised while TensorFlow executes a step can crash the worker
+    (SIGSEGV, seen in CI) before it writes its record. A second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.training = False  # Inside the train phase: defer the interrupt to the end of the unit.
+        self.requested = False
+
+    def on_interrupt(self, signum, frame):
+        if self.training and not self.requested:
+            self.requested = True
+            print("\n[dlbench] stopping at the end of this unit (Ctrl-C again to stop now)", file=sys.stderr,
+                  flush=True)
+            return
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+STOP = StopRequest()
+
+
 class RunSkipped(Exception):
     """Raised by an experiment that cannot do its work without something only the user can provide
     (pretrained weights that cannot be downloaded here): the record says ``skipped`` and why, in one
@@ -210,9 +235,11 @@ class Record:
         """Time one phase; any name is fine (data, build, train, eval, rollout, ...). A phase entered
         twice (loading, then preparing the data) adds up. data/build/train/eval also have columns."""
         start = time.perf_counter()
+        STOP.training = name == "train"
         try:
             yield
         finally:
+            STOP.training = False
             self.synchronize()
             self.phase_times[name] = self.phase_times.get(name, 0.0) + time.perf_counter() - start
             column = f"time_{name}_s"
@@ -298,6 +325,7 @@ class Record:
             self.row.forecast_kwh = forecast.kwh
             self.row.forecast_co2_kg = forecast.co2_kg
         self.progress.unit_done(done, seconds, elapsed, metrics, forecast)
+        STOP.check()  # A Ctrl-C during this unit stops the run here, its units recorded.
 
     def units_done(self) -> int:
         return sum(entry.get("count", 1) for entry in self.units)

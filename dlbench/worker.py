@@ -82,6 +82,9 @@ def set_seeds(seed: int, uses_tensorflow: bool) -> None:
 def main(spec: runner.RunSpec) -> int:
     # A polite kill (SIGTERM from a scheduler, timeout) is handled like Ctrl-C: the record says so.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Ctrl-C while training stops at the end of the current unit (tracking.StopRequest says why).
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, tracking.STOP.on_interrupt)
     experiment = registry.get(spec.experiment)
     variant = experiment.variants[spec.variant]
     config = config_module.apply_overrides(variant.config, spec.overrides)
