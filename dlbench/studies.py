@@ -23,6 +23,7 @@ STUDIES = {
     "mlp_gradient_descent": "experiments.mlp_studies",
     "mlp_overtraining": "experiments.mlp_studies",
     "mlp_activations": "experiments.mlp_studies",
+    "autoencoder_anomaly": "experiments.autoencoder_studies",
 }
 
 

@@ -35,6 +35,7 @@ import os
 import numpy as np
 
 from dlbench.experiment import Experiment, Metric, Variant
+from dlbench.metrics import roc_auc
 
 # Keras and TensorFlow are imported inside the functions that use them.
 DATASET = "imdb"
@@ -262,17 +263,7 @@ def classification_metrics(labels, probabilities) -> dict[str, float]:
     precision = true_positive / max(np.sum(predicted), 1)
     recall = true_positive / max(np.sum(labels), 1)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    scores = np.asarray(probabilities).ravel()
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    sorted_scores = np.sort(scores)
-    for value in np.unique(sorted_scores[1:][np.diff(sorted_scores) == 0]):  # Tied scores share their mean rank.
-        tied = scores == value
-        ranks[tied] = ranks[tied].mean()
-    positives, negatives = labels.sum(), (~labels).sum()
-    auc = ((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives)
-           if positives and negatives else float("nan"))
+    auc = roc_auc(labels, probabilities)
     return {"accuracy": float(np.mean(predicted == labels)), "precision": float(precision),
             "recall": float(recall), "f1": float(f1), "roc_auc": float(auc)}
 
