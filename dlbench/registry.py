@@ -15,6 +15,8 @@ EXPERIMENTS = {
     "cnn_cifar": "experiments.cnn_cifar",
     "dqn_mouse": "experiments.dqn_mouse",
     "sentiment_imdb": "experiments.sentiment_imdb",
+    "gan_mnist": "experiments.gan_mnist",
+    "autoencoder_mnist": "experiments.autoencoder_mnist",
 }
 
 
