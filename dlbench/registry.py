@@ -15,6 +15,7 @@ EXPERIMENTS = {
     "cnn_cifar": "experiments.cnn_cifar",
     "dqn_mouse": "experiments.dqn_mouse",
     "sentiment_imdb": "experiments.sentiment_imdb",
+    "unet_nuclei": "experiments.unet_nuclei",
     "gan_mnist": "experiments.gan_mnist",
     "autoencoder_mnist": "experiments.autoencoder_mnist",
 }

@@ -1,6 +1,6 @@
 """Build the small real samples shipped in dlbench/samples/ from the full offline copies.
 
-Run: python scripts/make_samples.py ../shared/datasets [mnist cifar10 imdb]   (default: all three)
+Run: python scripts/make_samples.py ../shared/datasets [mnist cifar10 imdb nuclei]   (default: all four)
 Each sample is a stratified random subset (seed 0) of the real data, never synthetic; the chosen
 indices into the full arrays are stored alongside so anyone can check the provenance.
 """
@@ -100,7 +100,50 @@ def make_imdb(data_dir: Path):
                          f"set IMDB_MAX_CHARS (see the comment above it)")
 
 
-MAKERS = {"mnist": make_mnist, "cifar10": make_cifar10, "imdb": make_imdb}
+# Nuclei: 10 train + 3 validation + 3 test fluorescence images of the shared DSB 2018 copy, drawn with seed 0
+# within each split of the full data (dlbench.data.nuclei_split_of), so the sample never moves an image to
+# another split; each is cropped to its central 256x256 window and its nuclei renumbered 1..n (a nucleus cut by
+# the crop keeps its visible part). Stored stacked: x_<split> uint8, y_<split> uint16, ids_<split>.
+NUCLEI_SAMPLE_COUNTS = {"train": 10, "validation": 3, "test": 3}
+NUCLEI_SAMPLE_SIDE = 256
+NUCLEI_SAMPLE_LIMIT_BYTES = 1_500_000
+
+
+def center_crop(array, side):
+    top, left = (array.shape[0] - side) // 2, (array.shape[1] - side) // 2
+    return array[top:top + side, left:left + side]
+
+
+def renumber(labels):
+    """Instance labels 1..n in order of first appearance of the kept ids (0 stays background)."""
+    kept = np.unique(labels[labels > 0])
+    lookup = np.zeros(int(labels.max()) + 1, np.uint16)
+    lookup[kept] = np.arange(1, len(kept) + 1, dtype=np.uint16)
+    return lookup[labels]
+
+
+def make_nuclei(data_dir: Path):
+    from dlbench.data import NUCLEI_FLUORESCENCE_MAX_MEAN, nuclei_split_of
+
+    with np.load(data_dir / "nuclei_dsb2018_stage1_train.npz") as data:
+        fluorescence = np.flatnonzero(data["grayscale"] & (data["mean_intensity"] < NUCLEI_FLUORESCENCE_MAX_MEAN))
+        by_split = {split: [i for i in fluorescence if nuclei_split_of(str(data["ids"][i])) == split]
+                    for split in NUCLEI_SAMPLE_COUNTS}
+        arrays = {}
+        for seed, (split, count) in enumerate(NUCLEI_SAMPLE_COUNTS.items()):
+            chosen = np.sort(np.random.default_rng(seed).choice(by_split[split], count, replace=False))
+            arrays[f"x_{split}"] = np.stack([center_crop(data[f"image_{i:03d}"], NUCLEI_SAMPLE_SIDE) for i in chosen])
+            arrays[f"y_{split}"] = np.stack([renumber(center_crop(data[f"label_{i:03d}"], NUCLEI_SAMPLE_SIDE))
+                                             for i in chosen])
+            arrays[f"ids_{split}"] = data["ids"][chosen].astype(str)
+            arrays[f"{split}_indices"] = chosen
+    path = OUT / "nuclei_sample.npz"
+    np.savez_compressed(path, **arrays)
+    if path.stat().st_size >= NUCLEI_SAMPLE_LIMIT_BYTES:
+        raise SystemExit(f"{path} is {path.stat().st_size:,} bytes, over {NUCLEI_SAMPLE_LIMIT_BYTES:,}")
+
+
+MAKERS = {"mnist": make_mnist, "cifar10": make_cifar10, "imdb": make_imdb, "nuclei": make_nuclei}
 
 
 if __name__ == "__main__":
