@@ -104,6 +104,9 @@ def compare(results_dir, experiment: str) -> pd.DataFrame:
                             f"the records of {experiment} in {results_dir}").copy()
     frame["config_diff"] = config_differences(frame, variant_defaults(experiment))
     frame["co2_g"] = frame["co2_kg"] * 1000.0
+    shown = registry.get(experiment).shown_metrics
+    for name in shown:
+        frame[name] = [_extra_metric(text, name) for text in frame["extra_metrics"]]
     keys = ["variant", "device", "dataset_source", "config_diff"]
     table = frame.groupby(keys, sort=True).agg(
         runs=("run_id", "count"),
@@ -119,10 +122,26 @@ def compare(results_dir, experiment: str) -> pd.DataFrame:
         co2_g=("co2_g", "mean"),
         energy_method=("energy_method", "first"),
         device_name=("device_name", "first"),
+        **{name: (name, "mean") for name in shown},
     ).reset_index()
     higher_is_better = registry.get(experiment).metric.higher_is_better
     return table.sort_values("metric_mean", ascending=not higher_is_better, na_position="last",
                              kind="stable").reset_index(drop=True)
+
+
+def _extra_metric(text: str, name: str) -> float:
+    try:
+        value = json.loads(text or "{}").get(name)
+    except (TypeError, json.JSONDecodeError):
+        value = None
+    return float(value) if isinstance(value, (int, float)) else float("nan")
+
+
+def shown_columns(table: pd.DataFrame) -> list[str]:
+    """The experiment's shown metrics present in a comparison table (after the standard columns)."""
+    if "device_name" not in table.columns:
+        return []
+    return list(table.columns[table.columns.get_loc("device_name") + 1:])
 
 
 def write_comparison(results_dir, experiment: str) -> tuple[pd.DataFrame, Path]:
@@ -162,6 +181,7 @@ def format_table(table: pd.DataFrame) -> str:
         "total s": table["total_s"].map(lambda v: _text(v, "{:.1f}")),
         "kWh": table["energy_kwh"].map(lambda v: _text(v, "{:.2g}")),
         "g CO2": table["co2_g"].map(lambda v: _text(v, "{:.2g}")),
+        **{name: table[name].map(lambda v: _text(v, "{:.4g}")) for name in shown_columns(table)},
         "config": table["config_diff"],
     })
     return render(shown, left=("variant", "config"))
@@ -191,8 +211,10 @@ def run_table(results_dir, experiment: str, run_ids: list[str]) -> str:
 def markdown_table(table: pd.DataFrame) -> str:
     """The comparison table as Markdown, for README.md and reports (generated, never copied by hand)."""
     metric = table["metric"].iloc[0] if len(table) else "metric"
+    extra = shown_columns(table)
     header = (f"| variant | device | data | runs | {metric} | s/unit first / steady | total s | kWh | g CO2 | "
-              f"config |\n|---|---|---|---|---|---|---|---|---|---|\n")
+              + "".join(f"{name} | " for name in extra)
+              + "config |\n|" + "---|" * (10 + len(extra)) + "\n")
     lines = []
     for _, row in table.iterrows():
         spread = "" if pd.isna(row["metric_std"]) else f" ± {row['metric_std']:.4f}"
@@ -201,5 +223,6 @@ def markdown_table(table: pd.DataFrame) -> str:
             f"{_text(row['metric_mean'], '{:.4f}')}{spread} | {_text(row['first_unit_s'], '{:.2f}')} / "
             f"{_text(row['steady_unit_s'], '{:.3f}')} | {_text(row['total_s'], '{:.1f}')} | "
             f"{_text(row['energy_kwh'], '{:.2g}')} | {_text(row['co2_g'], '{:.2g}')} | "
-            f"{row['config_diff'].replace('|', '/') or 'defaults'} |")
+            + "".join(f"{_text(row[name], '{:.4g}')} | " for name in extra)
+            + f"{row['config_diff'].replace('|', '/') or 'defaults'} |")
     return header + "\n".join(lines)

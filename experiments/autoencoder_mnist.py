@@ -310,4 +310,5 @@ EXPERIMENT = Experiment(
     metric=Metric("test_mse", higher_is_better=False, validation_log="val_loss"),
     progress_unit="epoch",
     throughput_unit="images/s",
+    shown_metrics=("noisy_psnr", "denoised_psnr", "psnr_gain", "anomaly_auc"),
 )

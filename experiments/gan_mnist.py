@@ -258,4 +258,5 @@ EXPERIMENT = Experiment(
     metric=Metric("fcd", higher_is_better=False, validation_log="fcd"),
     progress_unit="epoch",
     throughput_unit="images/s",
+    shown_metrics=("is_ratio", "min_class_share", "max_class_share", "real_train_fcd", "noise_fcd"),
 )

@@ -1,6 +1,8 @@
 import json
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from dlbench import report
 
@@ -59,3 +61,19 @@ def test_the_run_table_fits_a_100_column_terminal(tmp_path):
     table = report.run_table(tmp_path, "mlp_mnist", ["run1"])
     assert "keras_fast" in table and "0.9485" in table and "-3%" in table and "s/epoch" in table
     assert max(len(line) for line in table.splitlines()) < 100
+
+
+def test_compare_shows_the_metrics_an_experiment_declares_beside_its_headline(tmp_path):
+    from dlbench import results
+
+    for run_id, auc in (("run1", 0.90), ("run2", 0.94)):
+        results.write_record(tmp_path, results.ResultRow(
+            run_id=run_id, experiment="autoencoder_mnist", variant="conv", device="cpu", status="ok",
+            dataset_source="full", metric="test_mse", metric_direction="min", metric_value=0.005, config="{}",
+            extra_metrics=json.dumps({"test_mse": 0.005, "anomaly_auc": auc, "psnr_gain": 7.0})))
+    table = report.compare(tmp_path, "autoencoder_mnist")
+    assert table.loc[0, "anomaly_auc"] == pytest.approx(0.92) and table.loc[0, "psnr_gain"] == 7.0
+    assert np.isnan(table.loc[0, "noisy_psnr"])  # Declared but absent from these rows: empty, not an error.
+    assert "anomaly_auc" in report.format_table(table).splitlines()[0]
+    header = report.markdown_table(table).splitlines()
+    assert "| anomaly_auc |" in header[0] and header[1].count("---") == header[0].count("|") - 1
