@@ -340,11 +340,15 @@ def runs_to_draw(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def curve_columns(histories: list[pd.DataFrame], metric) -> list[str]:
-    """The headline metric's validation log and the validation loss (or the training loss); else the
-    first two logged metrics."""
+    """The headline metric's validation log and the validation loss (or the training loss, or the
+    named losses of a model with several, such as a GAN's d_loss and g_loss); else the first two
+    logged metrics."""
     logged = list(dict.fromkeys(column for history in histories for column in history.columns))
-    loss = "val_loss" if "val_loss" in logged else "loss"
-    wanted = [column for column in (metric.validation_key, loss) if column in logged]
+    if "val_loss" in logged or "loss" in logged:
+        losses = ["val_loss" if "val_loss" in logged else "loss"]
+    else:
+        losses = [column for column in logged if column.endswith("_loss")]
+    wanted = [column for column in dict.fromkeys([metric.validation_key, *losses]) if column in logged]
     return wanted or [c for c in logged if c not in ("epoch", "episode", "step", "seconds", "items")][:2]
 
 

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from dlbench import cli, registry, report_html, results  # noqa: E402
@@ -223,3 +224,13 @@ def test_headless_chromium_renders_the_page(built, tmp_path):
         assert image.size == (412, 2000)
         darkest, lightest = image.convert("L").getextrema()
         assert lightest - darkest > 100  # Something was drawn: not a blank page.
+
+
+def test_curves_show_the_headline_log_and_each_named_loss_once():
+    from dlbench.experiment import Metric
+    from dlbench.report_html import curve_columns
+
+    gan = pd.DataFrame({"epoch": [1, 2], "seconds": [1, 1], "d_loss": [1.3, 1.2], "g_loss": [0.7, 0.8], "fcd": [90, 50]})
+    assert curve_columns([gan], Metric("fcd", higher_is_better=False, validation_log="fcd")) == ["fcd", "d_loss", "g_loss"]
+    autoencoder = pd.DataFrame({"epoch": [1], "loss": [0.02], "val_loss": [0.01]})
+    assert curve_columns([autoencoder], Metric("test_mse", False, validation_log="val_loss")) == ["val_loss"]
