@@ -180,6 +180,21 @@ def test_the_loader_reads_an_s_bsst265_folder(tmp_path):
         data.load("nuclei", data.DataOptions(data_dir=str(tmp_path), allow_download=False))
 
 
+def test_the_loader_keeps_only_the_fluorescence_images_of_the_dsb_npz(tmp_path):
+    ids = [f"{number:064x}" for number in range(12)]
+    arrays = {"ids": np.array(ids), "grayscale": np.array([number != 3 for number in range(12)]),
+              "mean_intensity": np.array([150.0 if number == 4 else 20.0 for number in range(12)], np.float32)}
+    for number in range(12):  # Image 3 is a colour image, image 4 a bright-background one.
+        arrays[f"image_{number:03d}"] = np.zeros((8, 8, 3) if number == 3 else (8, 8), np.uint8)
+        arrays[f"label_{number:03d}"] = np.ones((8, 8), np.uint16)
+    np.savez(tmp_path / data.NUCLEI_FILE, **arrays)
+    dataset = data.load("nuclei", data.DataOptions(data_dir=str(tmp_path), allow_download=False))
+    kept = dataset.ids_train + dataset.ids_validation + dataset.ids_test
+    assert sorted(kept) == sorted(ids[:3] + ids[5:])
+    assert "fluorescence subset only" in dataset.origin and "10 of 12 images" in dataset.origin
+    assert dataset.ids_test == (ids[5], ids[7]) + tuple(i for i in ids[8:] if data.nuclei_split_of(i) == "test")
+
+
 def test_the_shipped_sample_is_real_cropped_data_in_its_full_data_split(capsys):
     dataset = data.load("nuclei", data.DataOptions(allow_download=False))
     assert dataset.source == data.SOURCE_SAMPLE and "WARNING: full nuclei data not found" in capsys.readouterr().err
@@ -189,6 +204,12 @@ def test_the_shipped_sample_is_real_cropped_data_in_its_full_data_split(capsys):
         assert all(data.nuclei_split_of(image_id) == split for image_id in ids)
         assert all(image.shape == label.shape == (256, 256) for image, label in zip(images, labels))
     assert data.sample_path("nuclei_sample.npz").stat().st_size < 1_500_000
+
+
+def test_the_default_u_net_has_its_documented_size_and_keeps_the_input_size():
+    model = unet_nuclei.build_unet(unet_nuclei.Config())
+    assert model.count_params() == 483_857
+    assert model.predict_on_batch(np.zeros((1, 24, 40, 1), np.float32)).shape == (1, 24, 40, 1)
 
 
 def test_config_rejects_a_crop_that_is_not_a_multiple_of_the_stride():
