@@ -37,7 +37,7 @@ instance F1 at IoU 0.5 (recall), train minutes:
     bce 0.954 / 0.935, F1 0.798 (0.73), 19.4 min  |  bce_dice 0.955 / 0.938, F1 0.799 (0.73), 20.2 min
     dice 0.955 / 0.937, F1 0.792 (0.72), 14.7 min  |  boundary 0.940 / 0.923, F1 0.869 (0.87), 13.5 min
 The boundary weights trade 1.5 points of Dice for 7 points of instance F1: they separate touching nuclei
-(the others merge them: 2,680-2,700 components for 3,255 test nuclei; boundary 3,253). Thresholds
+(the others merge them: 2,678-2,700 components for 3,255 test nuclei; boundary 3,253). Thresholds
 chosen on validation: 0.57-0.74 for pixels, 0.80-0.90 for instances.
 """
 
