@@ -567,6 +567,8 @@ EXPERIMENT = Experiment(
     },
     run=run,
     metric=Metric("dice", higher_is_better=True),
+    shown_metrics=("dice_mean_per_image", "iou", "average_precision", "instance_precision", "instance_recall",
+                   "instance_f1"),
     progress_unit="epoch",
     throughput_unit="images/s",  # 128 x 128 training crops per second (crop_size sets the side).
 )
