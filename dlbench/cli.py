@@ -89,7 +89,7 @@ def _run_specs(specs, arguments) -> int:
 
         return cluster.run_all(specs, address=arguments.address, cpus_per_run=arguments.cpus_per_run,
                                gpus_per_run=arguments.gpus_per_run)
-    return runner.run_all(specs)
+    return runner.run_all(specs, concurrent=arguments.concurrent)
 
 
 def command_run(arguments) -> int:
@@ -123,7 +123,8 @@ def command_compare(arguments) -> int:
 
     registry.check(arguments.experiment)  # Without importing the experiment (and TensorFlow).
     results.rebuild_csv(arguments.results_dir, arguments.experiment)  # The CSV users open, from the records.
-    table, path = report.write_comparison(arguments.results_dir, arguments.experiment)
+    table, path = report.write_comparison(arguments.results_dir, arguments.experiment,
+                                          include_contended=arguments.include_contended)
     print(report.markdown_table(table) if arguments.markdown else report.format_table(table))
     print(f"\nwritten to {path}")
     return 0
@@ -186,6 +187,9 @@ def add_run_options(parser) -> None:
     parser.add_argument("--no-energy", action="store_true", help="do not start CodeCarbon (rows say 'disabled')")
     parser.add_argument("--results-dir", default=default_results_dir())
     parser.add_argument("--verbose", action="store_true", help="full tracebacks for data errors too")
+    parser.add_argument("--concurrent", action="store_true",
+                        help="do not wait for other dlbench runs on this machine (recorded in each row: its "
+                             "times and energy may include theirs)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="local: one run after another here (default); ray: each run a Ray task, on a local "
                              "Ray instance or the cluster at --address (needs dlbench[cluster])")
@@ -222,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("experiment")
     compare.add_argument("--results-dir", default=default_results_dir())
     compare.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    compare.add_argument("--include-contended", action="store_true",
+                         help="pool contended runs (others used over 10 %% of the CPU) with the clean ones")
 
     plot = commands.add_parser("plot", help="PNG plots in RESULTS_DIR/plots: per-epoch curves, accuracy/time/CO2 bars")
     plot.add_argument("experiment")

@@ -335,6 +335,7 @@ def run_on_node(spec_values: dict, cpus_per_run: int, marker: tuple[str, str] | 
         **spec_values,
         # Fewer CPUs than the node has: other runs may share it, so measure this run's processes only.
         "energy_tracking_mode": "machine" if cpus_per_run >= node_cpus else "process",
+        "concurrent": cpus_per_run < node_cpus,
         "results_dir": spec_values["results_dir"] if shared else local_dir})
     try:
         exit_status, interrupted = run_worker(spec)

@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 import dlbench
+from dlbench import machine
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,13 +57,7 @@ def host() -> str:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return machine.cpu_model()
 
 
 def nvidia_gpu_listed() -> bool:

@@ -6,7 +6,8 @@
         variants={"numpy": Variant("...", Config(), devices=("cpu",), uses_tensorflow=False), ...})
 
 Every variant carries a complete config (no field left at ``None`` for "the variant decides");
-``--set key=value`` applies on top of it with type-checked overrides. The harness reads only this
+``--set key=value`` applies on top of it with type-checked overrides, except on the fields the
+experiment declares as its variants' identity. The harness reads only this
 declaration: nothing else of an experiment module is looked up by name.
 """
 
@@ -66,6 +67,10 @@ class Experiment:
     # Further metrics of the rows (extra metric names) that `dlbench compare` and the README tables
     # show beside the headline, e.g. ("is_ratio", "min_class_share") for a GAN.
     shown_metrics: tuple[str, ...] = ()
+    # The config fields that make each variant what it is (unet_nuclei's loss, dqn_mouse's agent, a
+    # model's architecture): code paths are chosen by config fields, never by the variant's name, and
+    # `--set` on one of these is refused, so a row labelled `bce` never trained with another loss.
+    identity: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.variants:
@@ -75,7 +80,14 @@ class Experiment:
             raise ValueError(f"{self.title}: every variant needs a config of the same dataclass")
         if self.progress_unit not in PROGRESS_UNITS:
             raise ValueError(f"progress_unit must be one of {', '.join(PROGRESS_UNITS)}")
+        fields = {field.name for field in dataclasses.fields(next(iter(config_types)))}
+        if set(self.identity) - fields:
+            raise ValueError(f"{self.title}: identity fields {sorted(set(self.identity) - fields)} are not config fields")
+        seen = {}
         for name, variant in self.variants.items():
+            if variant.config in seen:  # Two names for one configuration: their rows could not be told apart.
+                raise ValueError(f"{self.title}: variants {seen[variant.config]} and {name} have the same config")
+            seen[variant.config] = name
             unknown = set(variant.devices) - set(DEVICES)
             if unknown or not variant.devices:
                 raise ValueError(f"variant {name}: devices must be among {', '.join(DEVICES)}")
@@ -83,3 +95,22 @@ class Experiment:
     @property
     def config_class(self) -> type:
         return type(next(iter(self.variants.values())).config)
+
+
+# --- studies: a named list of ordinary runs plus the plot that sums them up (dlbench/studies.py) ---
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    label: str  # Shown in plots and tables, e.g. "lr=0.1".
+    variant: str
+    overrides: dict  # Config values as --set strings, e.g. {"learning_rate": "0.1"}.
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    name: str
+    experiment: str
+    description: str
+    points: tuple[Point, ...]
+    plot: Callable  # (ok rows as a pandas DataFrame, results_dir, plots_dir) -> list of PNG paths
+    base: dict = dataclasses.field(default_factory=dict)  # The study's own defaults; --set may change them.

@@ -9,52 +9,96 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
-from dlbench import registry, results
-
-NUMERIC = ["metric_value", "test_accuracy", "test_loss", "time_first_unit_s", "time_steady_unit_s",
-           "time_train_s", "time_total_s", "throughput", "energy_kwh", "co2_kg", "parameters", "units_run",
-           "units_planned", "n_train", "forecast_time_s", "forecast_kwh", "forecast_time_error",
-           "forecast_kwh_error", "time_to_target_s", "energy_to_target_kwh"]
-
-
-def headline_value(row: dict, metric_name: str) -> float | None:
-    """The declared metric of a row: its metric_value, or (rows imported from dlbench 0.1, which had
-    none) the column or extra metric of that name."""
-    if row.get("metric_value") not in (None, ""):
-        return row["metric_value"]
-    if metric_name in row and row[metric_name] not in (None, ""):
-        return row[metric_name]
-    try:
-        return json.loads(row.get("extra_metrics") or "{}").get(metric_name)
-    except (TypeError, json.JSONDecodeError):
-        return None
-
+from dlbench import machine, registry, results
 
 def load_results(results_dir, experiment: str) -> pd.DataFrame:
-    """Every record of the experiment as a frame (numeric columns parsed), oldest first."""
+    """Every record of the experiment as one typed frame, oldest first: each column parsed by its type in
+    ``results.KINDS`` (the one list), the headline metric read by ``results.headline_value``, plus what
+    every table needs: ``co2_g``, ``config_diff`` (what departs from the variant's defaults),
+    ``estimated_energy``, ``on_sample``, ``machine`` (the label comparisons group by) and ``contended``."""
     records = results.read_records(results_dir, experiment)
     if not records:
         raise FileNotFoundError(f"no results for '{experiment}' yet (no run records in "
                                 f"{results.runs_dir(results_dir, experiment)}); run: dlbench run {experiment}")
     metric = registry.get(experiment).metric
+    overlaps = overlap_shares(results_dir)
     for record in records:
-        record["metric_value"] = headline_value(record, metric.name)
+        record["metric_value"] = results.headline_value(record, metric.name)
         record["metric"] = record.get("metric") or metric.name
+        record["machine"], record["contended"], record["contention"] = _machine_and_contention(record, overlaps)
     frame = pd.DataFrame(records)
     for column in results.COLUMNS:
         if column not in frame:
             frame[column] = None
     for column in frame.columns:
-        if column not in NUMERIC:  # Text columns as text, empty where a record has no value.
-            frame[column] = [("" if pd.isna(value) else str(value)) if not isinstance(value, (list, dict))
-                             else json.dumps(value) for value in frame[column]]
-    for column in NUMERIC:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        kind = results.KINDS.get(column, "str")
+        if kind in ("int", "float"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        elif kind == "str":  # Text as text, empty where a record has no value.
+            frame[column] = [("" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value))
+                             if not isinstance(value, (list, dict)) else json.dumps(value) for value in frame[column]]
+    frame["contended"] = frame["contended"].astype(bool)
+    frame["co2_g"] = frame["co2_kg"] * 1000.0
+    frame["config_diff"] = config_differences(frame, variant_defaults(experiment))
+    frame["estimated_energy"] = frame["energy_method"].str.contains("estimate")
+    frame["on_sample"] = frame["dataset_source"] == "sample"
     return frame
+
+
+def _machine_and_contention(record: dict, overlaps: dict[str, float]) -> tuple[str, bool, str]:
+    """(machine label, contended, how that is known). Records made before dlbench recorded its machine
+    and contention are labelled from the processor they saw and judged by their overlap with other
+    recorded runs (their start and length): what the data say, and said so."""
+    label = record.get("machine") or f"{record.get('device_name') or 'unknown machine'} (older record)"
+    share = record.get("cpu_other_share")
+    if isinstance(share, (int, float)):
+        contended = bool(record.get("contended"))
+        return label, contended, f"{'contended' if contended else 'measured'}: others used {share:.0%} of the CPU"
+    overlapped = overlaps.get(record.get("run_id"), 0.0)
+    if overlapped > machine.CONTENDED_SHARE:
+        return label, True, f"contended: overlapped other recorded runs {overlapped:.0%} of its time (not measured)"
+    return label, False, "not measured"
+
+
+def overlap_shares(results_dir) -> dict[str, float]:
+    """run_id -> the share of the run's time during which another recorded run (any experiment, same
+    host) was running too, from every record's start and total time."""
+    intervals = []
+    for path in Path(results_dir, "runs").glob("*/*.json"):
+        try:
+            record = json.loads(path.read_text())
+            start = datetime.fromisoformat(record["timestamp_utc"]).timestamp()
+            length = float(record.get("time_total_s") or 0.0)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if length > 0:
+            intervals.append((start, start + length, record.get("host"), record.get("run_id")))
+    intervals.sort()
+    shares = {}
+    for index, (start, end, host, run_id) in enumerate(intervals):
+        covered = []
+        for other_index, (other_start, other_end, other_host, _) in enumerate(intervals):
+            if other_start >= end:
+                break
+            if other_index != index and other_host == host and other_end > start:
+                covered.append((max(start, other_start), min(end, other_end)))
+        shares[run_id] = _union_length(covered) / (end - start)
+    return shares
+
+
+def _union_length(spans: list[tuple[float, float]]) -> float:
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def successful_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -97,36 +141,76 @@ def config_differences(frame: pd.DataFrame, defaults: dict[str, dict[str, str]])
     return pd.Series(differences, index=frame.index)
 
 
-def compare(results_dir, experiment: str) -> pd.DataFrame:
-    """Variant x device (x differing config x data source) -> mean figures over successful runs,
-    best headline metric first."""
-    frame = successful_rows(load_results(results_dir, experiment),
-                            f"the records of {experiment} in {results_dir}").copy()
-    frame["config_diff"] = config_differences(frame, variant_defaults(experiment))
-    frame["co2_g"] = frame["co2_kg"] * 1000.0
-    shown = registry.get(experiment).shown_metrics
-    for name in shown:
-        frame[name] = [_extra_metric(text, name) for text in frame["extra_metrics"]]
-    keys = ["variant", "device", "dataset_source", "config_diff"]
-    table = frame.groupby(keys, sort=True).agg(
-        runs=("run_id", "count"),
-        metric=("metric", "first"),
-        metric_mean=("metric_value", "mean"),
-        metric_std=("metric_value", "std"),
-        first_unit_s=("time_first_unit_s", "mean"),
-        steady_unit_s=("time_steady_unit_s", "mean"),
-        total_s=("time_total_s", "mean"),
-        throughput=("throughput", "mean"),
-        throughput_unit=("throughput_unit", "first"),
-        energy_kwh=("energy_kwh", "mean"),
-        co2_g=("co2_g", "mean"),
-        energy_method=("energy_method", "first"),
-        device_name=("device_name", "first"),
-        **{name: (name, "mean") for name in shown},
-    ).reset_index()
-    higher_is_better = registry.get(experiment).metric.higher_is_better
-    return table.sort_values("metric_mean", ascending=not higher_is_better, na_position="last",
-                             kind="stable").reset_index(drop=True)
+GROUP_KEYS = ["machine", "variant", "device", "dataset_source", "config_diff"]
+NOISY_SPREAD = 0.10  # A cell whose steady time per unit spreads more than this (max - min) / median.
+
+
+def compare(results_dir, experiment: str, include_contended: bool = False, frame: pd.DataFrame | None = None
+            ) -> pd.DataFrame:
+    """The one comparison every table shows (`dlbench compare`, README, report, studies).
+
+    One row per machine x variant x device x data source x config difference over the successful runs;
+    two machines are never pooled. Per row: n, the headline metric's median, min, max (and mean, std),
+    the steady time per unit's median, min and max with ``noisy`` when its spread exceeds 10 %, medians
+    of the other figures. Contended runs are left out of a row that has uncontended ones
+    (``left_out``) unless ``include_contended``; a row made only of contended runs is kept and flagged
+    ``contended``. Best headline first within each machine, the machine with the most runs first."""
+    declaration = registry.get(experiment)
+    frame = load_results(results_dir, experiment) if frame is None else frame
+    ok = successful_rows(frame, f"the records of {experiment} in {results_dir}").copy()
+    for name in declaration.shown_metrics:
+        ok[name] = [_extra_metric(text, name) for text in ok["extra_metrics"]]
+    rows = []
+    for key, group in ok.groupby(GROUP_KEYS, sort=True):
+        clean = group[~group["contended"]]
+        used = group if include_contended or clean.empty else clean
+        rows.append({**dict(zip(GROUP_KEYS, key)), "left_out": len(group) - len(used),
+                     "contended": bool(used["contended"].any()), **_summary(used, declaration)})
+    table = pd.DataFrame(rows)
+    table["machine_runs"] = table.groupby("machine")["runs"].transform("sum")
+    table = table.sort_values(["machine_runs", "machine", "metric_median"],
+                              ascending=[False, True, not declaration.metric.higher_is_better],
+                              na_position="last", kind="stable")
+    return table.drop(columns="machine_runs").reset_index(drop=True)
+
+
+def _summary(group: pd.DataFrame, declaration) -> dict:
+    steady = group["time_steady_unit_s"].dropna()
+    spread = (steady.max() - steady.min()) / steady.median() if len(steady) > 1 and steady.median() > 0 else math.nan
+    with_target = group[group["target"].notna()]
+    reached = with_target[with_target["time_to_target_s"].notna()]
+    methods = group["energy_method"].where(group["energy_method"] != "", group["energy_status"])
+    return dict(
+        runs=len(group),
+        metric=group["metric"].iloc[0],
+        metric_median=group["metric_value"].median(),
+        metric_min=group["metric_value"].min(),
+        metric_max=group["metric_value"].max(),
+        metric_mean=group["metric_value"].mean(),
+        metric_std=group["metric_value"].std(),
+        first_unit_s=group["time_first_unit_s"].median(),
+        steady_unit_s=steady.median() if len(steady) else math.nan,
+        steady_min_s=steady.min() if len(steady) else math.nan,
+        steady_max_s=steady.max() if len(steady) else math.nan,
+        noisy=bool(spread > NOISY_SPREAD),
+        total_s=group["time_total_s"].median(),
+        throughput=group["throughput"].median(),
+        throughput_unit=next((unit for unit in group["throughput_unit"] if unit), "") or declaration.throughput_unit,
+        energy_kwh=group["energy_kwh"].median(),
+        co2_g=group["co2_g"].median(),
+        energy_method=methods.mode().iloc[0] if len(methods) else "",
+        estimated_energy=bool(group["estimated_energy"].any()),
+        cpu_other_share=group["cpu_other_share"].mean(),
+        contention=group["contention"].mode().iloc[0],
+        concurrent=bool(group["concurrent"].fillna(False).astype(bool).any()),
+        runs_with_target=len(with_target),
+        runs_reached=len(reached),
+        target=with_target["target"].iloc[0] if len(with_target) else math.nan,
+        time_to_target_s=reached["time_to_target_s"].median(),
+        energy_to_target_kwh=reached["energy_to_target_kwh"].median(),
+        device_name=group["device_name"].iloc[0],
+        **{name: group[name].median() for name in declaration.shown_metrics},
+    )
 
 
 def _extra_metric(text: str, name: str) -> float:
@@ -144,8 +228,8 @@ def shown_columns(table: pd.DataFrame) -> list[str]:
     return list(table.columns[table.columns.get_loc("device_name") + 1:])
 
 
-def write_comparison(results_dir, experiment: str) -> tuple[pd.DataFrame, Path]:
-    table = compare(results_dir, experiment)
+def write_comparison(results_dir, experiment: str, include_contended: bool = False) -> tuple[pd.DataFrame, Path]:
+    table = compare(results_dir, experiment, include_contended=include_contended)
     path = Path(results_dir) / f"{experiment}_compare.csv"
     table.to_csv(path, index=False)
     return table, path
@@ -168,23 +252,71 @@ def render(frame: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
     return "\n".join(lines)
 
 
-def format_table(table: pd.DataFrame) -> str:
-    """The comparison table for a terminal: the columns that matter, numbers rounded."""
+# --- cells: the same text in the terminal, the README and both report formats ----------------------
+
+def metric_cell(row) -> str:
+    """The headline's median, with [min–max] over the runs when there are several."""
+    if pd.isna(row["metric_median"]):
+        return "n/a"
+    text = f"{row['metric_median']:.4g}"
+    return text + (f" [{row['metric_min']:.4g}–{row['metric_max']:.4g}]" if row["runs"] > 1 else "")
+
+
+def steady_cell(row) -> str:
+    """Steady seconds per unit: median [min–max]."""
+    if pd.isna(row["steady_unit_s"]):
+        return ""
+    text = f"{row['steady_unit_s']:.3g}"
+    return text + (f" [{row['steady_min_s']:.3g}–{row['steady_max_s']:.3g}]" if row["runs"] > 1 else "")
+
+
+def runs_cell(row) -> str:
+    return str(row["runs"]) + (f" (+{row['left_out']} contended left out)" if row["left_out"] else "")
+
+
+def flags_cell(row) -> str:
+    """What a reader must know before comparing this row: contended, noisy, concurrent."""
+    flags = []
+    if row["contended"]:
+        flags.append("contended")
+    if row["noisy"]:
+        flags.append("noisy")
+    if row["concurrent"] and not row["contended"]:
+        flags.append("concurrent")
+    return ", ".join(flags)
+
+
+def machine_note(table: pd.DataFrame) -> str:
+    machines = table["machine"].unique()
+    return "" if len(machines) < 2 else (f"rows from {len(machines)} machines: one table each, never pooled")
+
+
+def cells(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparison's display cells, one row per comparison row (the ``machine`` column kept for grouping)."""
     metric = table["metric"].iloc[0] if len(table) else "metric"
-    shown = pd.DataFrame({
-        "variant": table["variant"], "device": table["device"], "data": table["dataset_source"],
-        "n": table["runs"],
-        metric: [_text(m, "{:.4f}") + ("" if pd.isna(s) else _text(s, " ±{:.4f}"))
-                 for m, s in zip(table["metric_mean"], table["metric_std"])],
-        "first s": table["first_unit_s"].map(lambda v: _text(v, "{:.2f}")),
-        "steady s": table["steady_unit_s"].map(lambda v: _text(v, "{:.3f}")),
+    unit = "unit"
+    return pd.DataFrame({
+        "machine": table["machine"], "variant": table["variant"], "device": table["device"],
+        "data": table["dataset_source"], "n": [runs_cell(row) for _, row in table.iterrows()],
+        f"{metric} median [min–max]": [metric_cell(row) for _, row in table.iterrows()],
+        f"s/{unit} steady [min–max]": [steady_cell(row) for _, row in table.iterrows()],
+        "first s": table["first_unit_s"].map(lambda v: _text(v, "{:.3g}")),
         "total s": table["total_s"].map(lambda v: _text(v, "{:.1f}")),
         "kWh": table["energy_kwh"].map(lambda v: _text(v, "{:.2g}")),
         "g CO2": table["co2_g"].map(lambda v: _text(v, "{:.2g}")),
         **{name: table[name].map(lambda v: _text(v, "{:.4g}")) for name in shown_columns(table)},
-        "config": table["config_diff"],
-    })
-    return render(shown, left=("variant", "config"))
+        "flags": [flags_cell(row) for _, row in table.iterrows()],
+        "config": table["config_diff"].map(lambda text: text or "defaults"),
+    }, index=table.index)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The comparison for a terminal: one table per machine under its label, numbers rounded."""
+    shown = cells(table)
+    blocks = [machine_note(table)] if machine_note(table) else []
+    for label, rows in shown.groupby("machine", sort=False):
+        blocks.append(f"machine: {label}\n" + render(rows.drop(columns="machine"), left=("variant", "flags", "config")))
+    return "\n\n".join(blocks)
 
 
 def run_table(results_dir, experiment: str, run_ids: list[str]) -> str:
@@ -209,20 +341,15 @@ def run_table(results_dir, experiment: str, run_ids: list[str]) -> str:
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    """The comparison table as Markdown, for README.md and reports (generated, never copied by hand)."""
-    metric = table["metric"].iloc[0] if len(table) else "metric"
-    extra = shown_columns(table)
-    header = (f"| variant | device | data | runs | {metric} | s/unit first / steady | total s | kWh | g CO2 | "
-              + "".join(f"{name} | " for name in extra)
-              + "config |\n|" + "---|" * (10 + len(extra)) + "\n")
-    lines = []
-    for _, row in table.iterrows():
-        spread = "" if pd.isna(row["metric_std"]) else f" ± {row['metric_std']:.4f}"
-        lines.append(
-            f"| {row['variant']} | {row['device']} | {row['dataset_source']} | {row['runs']} | "
-            f"{_text(row['metric_mean'], '{:.4f}')}{spread} | {_text(row['first_unit_s'], '{:.2f}')} / "
-            f"{_text(row['steady_unit_s'], '{:.3f}')} | {_text(row['total_s'], '{:.1f}')} | "
-            f"{_text(row['energy_kwh'], '{:.2g}')} | {_text(row['co2_g'], '{:.2g}')} | "
-            + "".join(f"{_text(row[name], '{:.4g}')} | " for name in extra)
-            + f"{row['config_diff'].replace('|', '/') or 'defaults'} |")
-    return header + "\n".join(lines)
+    """The comparison as Markdown, one table per machine, for README.md and REPORT.md (generated, never
+    copied by hand): the same cells as the terminal table."""
+    shown = cells(table)
+    blocks = [machine_note(table) + "."] if machine_note(table) else []
+    for label, rows in shown.groupby("machine", sort=False):
+        rows = rows.drop(columns="machine")
+        lines = [f"*machine: {label}*", "", "| " + " | ".join(rows.columns) + " |",
+                 "|" + "---|" * len(rows.columns)]
+        lines += ["| " + " | ".join(str(value).replace("|", "/") for value in row) + " |"
+                  for row in rows.itertuples(index=False)]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

@@ -116,20 +116,11 @@ def write_report(results_dir) -> tuple[Path, Path]:
 
 
 def prepared_rows(results_dir, experiment: str) -> pd.DataFrame | None:
-    """Every record of the experiment (report.load_results), with the columns the report needs parsed
-    and each row's config difference from its variant's defaults; None when it has no record."""
+    """Every record of the experiment (report.load_results, the one typed loader); None when it has none."""
     try:
-        frame = report.load_results(results_dir, experiment)
+        return report.load_results(results_dir, experiment)
     except FileNotFoundError:
         return None
-    # load_results parses only its NUMERIC columns; these two are text there.
-    frame["target"] = pd.to_numeric(frame["target"], errors="coerce")
-    frame["carbon_intensity_g_per_kwh"] = pd.to_numeric(frame["carbon_intensity_g_per_kwh"], errors="coerce")
-    frame["co2_g"] = frame["co2_kg"] * 1000.0
-    frame["config_diff"] = report.config_differences(frame, report.variant_defaults(experiment))
-    frame["estimated_energy"] = frame["energy_method"].str.contains("estimate")
-    frame["on_sample"] = frame["dataset_source"] == "sample"
-    return frame
 
 
 def summary_line(frames: dict[str, pd.DataFrame], results_dir: Path) -> str:
@@ -154,13 +145,14 @@ def experiment_section(results_dir: Path, name: str, frame: pd.DataFrame, figure
     if len(not_ok):
         counts = ", ".join(_count(count, f"{status} run") for status, count in not_ok["status"].value_counts().items())
         section.notes.append(f"Not in the tables: {counts} (their records keep the reason).")
-    table = comparison(frame, metric)
-    if table.empty:
+    if not (frame["status"] == results.STATUS_OK).any():
         section.notes.append("No successful run yet.")
         return section
-    for study, rows in table.groupby("study", sort=False):
-        title = f"Study {study}" if study else "Runs outside a study"
-        section.blocks.append(comparison_table(rows, declaration, title))
+    table = report.compare(results_dir, name, frame=frame)  # The same comparison as `dlbench compare`.
+    if report.machine_note(table):
+        section.notes.append(report.machine_note(table).capitalize() + ".")
+    for machine_label, rows in table.groupby("machine", sort=False):
+        section.blocks.append(comparison_table(rows, declaration, f"machine: {machine_label}"))
     pairs = speedups(frame)
     if pairs.empty:
         section.notes.append("CPU vs GPU: no configuration has run on both yet.")
@@ -180,79 +172,37 @@ def _reached_sign(metric) -> str:
     return "≥" if metric.higher_is_better else "≤"
 
 
-def comparison(frame: pd.DataFrame, metric) -> pd.DataFrame:
-    """One row per (study, variant, device, data source, config difference) over the successful runs:
-    means over repeats, best headline metric first within each study (runs outside a study first)."""
-    ok = frame[frame["status"] == results.STATUS_OK]
-    keys = ["study", "variant", "device", "dataset_source", "config_diff"]
-    rows = [{**dict(zip(keys, key)), **summarise(group)} for key, group in ok.groupby(keys, sort=False)]
-    if not rows:
-        return pd.DataFrame(columns=keys)
-    return pd.DataFrame(rows).sort_values(["study", "metric_mean"], ascending=[True, not metric.higher_is_better],
-                                          na_position="last", kind="stable").reset_index(drop=True)
-
-
-def summarise(group: pd.DataFrame) -> dict:
-    with_target = group[group["target"].notna()]
-    reached = with_target[with_target["time_to_target_s"].notna()]
-    methods = group["energy_method"].where(group["energy_method"] != "", group["energy_status"])
-    return dict(
-        runs=len(group),
-        metric_mean=group["metric_value"].mean(),
-        metric_std=group["metric_value"].std(),  # NaN for a single run: shown without a spread.
-        steady_unit_s=group["time_steady_unit_s"].mean(),
-        total_s=group["time_total_s"].mean(),
-        energy_kwh=group["energy_kwh"].mean(),
-        co2_g=group["co2_g"].mean(),
-        throughput=group["throughput"].mean(),
-        throughput_unit=next((unit for unit in group["throughput_unit"] if unit), ""),
-        energy_method=methods.mode().iloc[0] if len(methods) else "",
-        estimated_energy=bool(group["estimated_energy"].any()),
-        runs_with_target=len(with_target),
-        runs_reached=len(reached),
-        target=with_target["target"].iloc[0] if len(with_target) else math.nan,
-        time_to_target_s=reached["time_to_target_s"].mean(),
-        energy_to_target_kwh=reached["energy_to_target_kwh"].mean(),
-    )
-
-
 def comparison_table(table: pd.DataFrame, declaration, title: str) -> Table:
+    """One machine's rows of report.compare, with the cells `dlbench compare` and the README show."""
     metric, unit = declaration.metric, declaration.progress_unit
     # The config last: it can be long, and the metric should be in view on a phone.
-    header = ["variant", "device", "data", f"{metric.name} ({metric.direction} is better)", "target",
-              "time to target", "energy to target", f"s/{unit} steady", "total s", "kWh", "g CO2", "throughput",
-              "energy method", "config"]
+    header = ["variant", "device", "data", "n", f"{metric.name} median [min–max] ({metric.direction} is better)",
+              "target", "time to target", "energy to target", f"s/{unit} steady [min–max]", "total s", "kWh",
+              "g CO2", "throughput", "flags", "energy method", "config"]
     rows, classes = [], []
     for row in table.to_dict("records"):
         sample = row["dataset_source"] == "sample"
         rows.append([
             row["variant"], row["device"],
             row["dataset_source"] + (f" {SAMPLE_MARK}" if sample else ""),
-            metric_text(row["metric_mean"], row["metric_std"], row["runs"]),
+            report.runs_cell(row), report.metric_cell(row),
             NO_TARGET if not row["runs_with_target"] else f"{_reached_sign(metric)} {row['target']:g}",
             to_target_text(row, "time_to_target_s", "{:.1f} s"),
             to_target_text(row, "energy_to_target_kwh", "{:.2g} kWh"),
-            number(row["steady_unit_s"], "{:.3g}"), number(row["total_s"], "{:.1f}"),
+            report.steady_cell(row), number(row["total_s"], "{:.1f}"),
             number(row["energy_kwh"], "{:.2g}"), number(row["co2_g"], "{:.2g}"),
-            # Rows imported from dlbench 0.1 have no unit: theirs is the experiment's.
-            throughput_text(row["throughput"], row["throughput_unit"] or declaration.throughput_unit),
+            throughput_text(row["throughput"], row["throughput_unit"]),
+            report.flags_cell(row),
             (f"{ESTIMATE_MARK} " if row["estimated_energy"] else "") + row["energy_method"],
             row["config_diff"] or "defaults",
         ])
-        classes.append(" ".join(name for name, flagged in (("sample", sample),
-                                                           ("estimate", row["estimated_energy"])) if flagged))
+        classes.append(" ".join(name for name, flagged in (("sample", sample), ("estimate", row["estimated_energy"]),
+                                                           ("contended", row["contended"])) if flagged))
     return Table(title, header, rows, classes)
 
 
 def number(value, pattern: str) -> str:
     return "" if value is None or pd.isna(value) else pattern.format(value)
-
-
-def metric_text(mean, std, runs: int) -> str:
-    if pd.isna(mean):
-        return f"(none, n={runs})"
-    spread = "" if pd.isna(std) else f" ± {std:.2g}"
-    return f"{mean:.4g}{spread} (n={runs})"
 
 
 def to_target_text(row: dict, column: str, pattern: str) -> str:
@@ -276,9 +226,9 @@ def speedups(frame: pd.DataFrame) -> pd.DataFrame:
     """CPU time / GPU time, per steady unit and for the whole run, for every (variant, config
     difference, data source) that ran successfully on both (means over repeats); > 1: the GPU is faster.
     The data source is part of the key: a sample run is no like-for-like partner of a full run."""
-    ok = frame[frame["status"] == results.STATUS_OK]
-    keys = ["variant", "config_diff", "dataset_source"]
-    means = ok.groupby(keys + ["device"], sort=False)[["time_steady_unit_s", "time_total_s"]].mean().reset_index()
+    ok = frame[(frame["status"] == results.STATUS_OK) & ~frame["contended"]]
+    keys = ["machine", "variant", "config_diff", "dataset_source"]  # CPU and GPU of the same machine only.
+    means = ok.groupby(keys + ["device"], sort=False)[["time_steady_unit_s", "time_total_s"]].median().reset_index()
     cpu, gpu = means[means["device"] == "cpu"], means[means["device"] == "gpu"]
     pairs = cpu.merge(gpu, on=keys, suffixes=("_cpu", "_gpu"))
     pairs["steady_speedup"] = pairs["time_steady_unit_s_cpu"] / pairs["time_steady_unit_s_gpu"]

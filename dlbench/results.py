@@ -118,6 +118,18 @@ class ResultRow:
     dlbench_version: str = ""
     git_commit: str = ""
     host: str = ""
+    # The machine (dlbench.machine): comparisons group by its label and never pool two machines.
+    machine: str = ""  # Short label: CPU model x logical cores, memory, GPUs.
+    machine_fingerprint: str = ""  # JSON: cpu, logical_cores, memory_gib, gpus, os, blas, host_hash.
+    # Contention: what else used the machine while this run executed (dlbench.machine.CpuWatch).
+    concurrent: bool | None = None  # Started with --concurrent (or as a Ray task sharing its node).
+    lock_wait_s: float | None = None  # Seconds waited for the machine-wide measurement lock.
+    cpu_other_share: float | None = None  # Mean share of the machine's CPU other processes used (1 = all cores).
+    cpu_other_share_max: float | None = None  # Highest 1-second share.
+    cpu_own_share: float | None = None  # Mean share the run itself used.
+    load_max: float | None = None  # Highest 1-minute load average seen.
+    contended: bool | None = None  # cpu_other_share above 10 %: its times are slowed, its energy includes others'.
+    contention_note: str = ""  # Why contention is not measured, if it is not.
     # Files beside the record, relative to the results directory.
     history_file: str = ""  # Per-unit history (CSV).
     artifacts_dir: str = ""  # Figures, grids, curves the experiment wrote.
@@ -167,8 +179,10 @@ _MARKER = ".csv-imported"
 _HASH_FILE = ".csv.sha256"
 _LOCK_FILE = ".lock"
 _PRE_V2_SUFFIX = ".csv.pre-v2"
-_KINDS = {field.name: ("int" if "int" in str(field.type) else "float" if "float" in str(field.type) else "str")
-          for field in dataclasses.fields(ResultRow)}
+# The one list of column types (the CSV importer and every table read records through it).
+KINDS = {field.name: ("bool" if "bool" in str(field.type) else "int" if "int" in str(field.type)
+                      else "float" if "float" in str(field.type) else "str")
+         for field in dataclasses.fields(ResultRow)}
 _IGNORED_FSYNC_ERRORS = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES, errno.EISDIR}
 
 
@@ -381,6 +395,24 @@ def write_record(results_dir: str | os.PathLike, row: ResultRow | dict) -> Path:
     return _write_record(results_dir, _record_values(row))
 
 
+def headline_value(record: dict, metric_name: str) -> float | None:
+    """The declared headline metric of a record, read in this one place: its ``metric_value``, or (rows
+    imported from dlbench 0.1, which had none) the column or extra metric of that name."""
+    for value in (record.get("metric_value"), record.get(metric_name)):
+        if value not in (None, ""):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                return None
+            return number if math.isfinite(number) else None
+    extra = record.get("extra_metrics") or "{}"
+    try:
+        value = (json.loads(extra) if isinstance(extra, str) else extra).get(metric_name)
+    except (AttributeError, json.JSONDecodeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
 def has_record(results_dir: str | os.PathLike, experiment: str, run_id: str) -> bool:
     if not (_valid_name(experiment) and _valid_name(run_id)):
         return False
@@ -520,8 +552,8 @@ def _column_names(header: list[str]) -> list[str]:
 
 
 def _convert(name: str, text: str):
-    kind = _KINDS.get(name, "str")
-    if kind == "str":
+    kind = KINDS.get(name, "str")
+    if kind in ("str", "bool"):
         return text
     if not text.strip():
         return None

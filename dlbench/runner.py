@@ -18,7 +18,7 @@ import uuid
 from datetime import datetime, timezone
 
 from dlbench import config as config_module
-from dlbench import environment, registry, results
+from dlbench import environment, machine, registry, results
 from dlbench.data import DataOptions
 
 
@@ -49,6 +49,9 @@ class RunSpec:
     # CodeCarbon's scope: "machine" when the run has the machine to itself, "process" when runs share
     # it (dlbench.cluster with fewer CPUs per run than a node has), so no run counts the others' energy.
     energy_tracking_mode: str = "machine"
+    # Started with --concurrent (no machine-wide lock), or a Ray task sharing its node with others.
+    concurrent: bool = False
+    lock_wait_s: float | None = None
 
     def new_row(self, **fields) -> results.ResultRow:
         """A result row with this run's identity filled in (the worker's row, or the parent's stand-in)."""
@@ -59,7 +62,8 @@ class RunSpec:
             seed=self.seed, group_id=self.group_id, study=self.study, study_point=self.study_point,
             metric=experiment.metric.name, metric_direction=experiment.metric.direction,
             progress_unit=experiment.progress_unit, git_commit=environment.git_commit(), host=environment.host(),
-            **environment.versions(), **fields)
+            machine=machine.label(), machine_fingerprint=json.dumps(machine.fingerprint(), sort_keys=True),
+            concurrent=self.concurrent, lock_wait_s=self.lock_wait_s, **environment.versions(), **fields)
 
     def label(self) -> str:
         return (f"{self.experiment}/{self.variant}/{self.device}" + (f"#{self.repeat}" if self.repeat else "")
@@ -98,6 +102,14 @@ def plan_points(experiment_name: str, points: list[tuple[str, dict, str]], devic
         if variant not in experiment.variants:
             raise RunnerError(f"unknown variant '{variant}' for {experiment_name}; "
                               f"valid: {', '.join(experiment.variants)}")
+        for key in overrides:
+            if key in experiment.identity:
+                value = getattr(experiment.variants[variant].config, key)
+                others = [name for name, other in experiment.variants.items()
+                          if str(getattr(other.config, key)).lower() == str(overrides[key]).lower()]
+                raise RunnerError(f"--set {key}=... would change what variant '{variant}' is ({key}={value}) while "
+                                  f"its rows still say '{variant}'; choose the variant instead: --variants "
+                                  f"{','.join(others) if others else '|'.join(experiment.variants)}")
         # Check overrides here, once, so a typo fails before any run starts.
         config_module.apply_overrides(experiment.variants[variant].config, overrides)
     if repeats < 1:
@@ -195,22 +207,27 @@ def execute(spec: RunSpec) -> int:
     return status
 
 
-def run_all(specs: list[RunSpec]) -> int:
+def run_all(specs: list[RunSpec], concurrent: bool = False) -> int:
     """Execute every spec in order; return 0 if all succeeded, 1 if any failed, 130 on Ctrl-C.
-    Ends with the comparison table of the runs it made."""
+    Holds the machine-wide measurement lock throughout (a second dlbench run waits) unless
+    ``concurrent``; ends with the comparison table of the runs it made."""
     results.check_results_dir(specs[0].results_dir)  # Before anything runs: writable, free space.
     failures, status = 0, None
     print(f"[dlbench] {len(specs)} run(s) planned: {', '.join(spec.label() for spec in specs)}", flush=True)
-    for spec in specs:
-        try:
-            exit_status = execute(spec)
-        except KeyboardInterrupt:
-            print("[dlbench] interrupted: the running run was recorded; no further runs started", file=sys.stderr)
-            status = 130
-            break
-        if exit_status != 0:
-            failures += 1
-            print(f"[dlbench] {spec.label()} failed (exit {exit_status}); its record says why", file=sys.stderr)
+    try:
+        with machine.exclusive(enabled=not concurrent) as lock:
+            for spec in specs:
+                lock.now_running(f"{spec.run_id} {spec.label()}")
+                spec = dataclasses.replace(spec, concurrent=concurrent, lock_wait_s=round(lock.waited_s, 3))
+                lock.waited_s = 0.0  # Only the first run of the command waited.
+                exit_status = execute(spec)
+                if exit_status != 0:
+                    failures += 1
+                    print(f"[dlbench] {spec.label()} failed (exit {exit_status}); its record says why",
+                          file=sys.stderr)
+    except KeyboardInterrupt:
+        print("[dlbench] interrupted: the running run was recorded; no further runs started", file=sys.stderr)
+        status = 130
     csv_path = results.results_path(specs[0].results_dir, specs[0].experiment)
     print_table_of(specs)
     if status is None:

@@ -7,14 +7,13 @@ always drawn from the runs of its latest invocation, read back from the CSV.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
 from dlbench import report, runner
+from dlbench.experiment import Point, Study  # noqa: F401 - part of this module's interface.
 
 # One plain dict: study name -> module that defines it (in that module's STUDIES dict).
 STUDIES = {
@@ -25,23 +24,6 @@ STUDIES = {
     "mlp_activations": "experiments.mlp_studies",
     "autoencoder_anomaly": "experiments.autoencoder_studies",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Point:
-    label: str  # Shown in plots and tables, e.g. "lr=0.1".
-    variant: str
-    overrides: dict  # Config values as --set strings, e.g. {"learning_rate": "0.1"}.
-
-
-@dataclasses.dataclass(frozen=True)
-class Study:
-    name: str
-    experiment: str
-    description: str
-    points: tuple[Point, ...]
-    plot: Callable[[pd.DataFrame, Path, Path], list[Path]]  # (ok rows, results_dir, plots_dir) -> PNGs
-    base: dict = dataclasses.field(default_factory=dict)  # The study's own defaults; --set may change them.
 
 
 class UnknownStudyError(ValueError):

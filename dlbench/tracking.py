@@ -10,6 +10,7 @@ writes the run's record.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dlbench import data as data_module
+from dlbench import machine
 from dlbench import progress as progress_module
 from dlbench import results
 from dlbench.experiment import Experiment
@@ -159,7 +161,8 @@ HARNESS_COLUMNS = frozenset({
     "run_id", "timestamp_utc", "experiment", "variant", "device", "repeat", "seed", "group_id", "study",
     "study_point", "status", "error", "config", "jit_compile", "dataset", "dataset_source", "dataset_origin",
     "metric", "metric_direction", "metric_value", "progress_unit", "units_run", "history_file",
-    "artifacts_dir", "log_file"})
+    "artifacts_dir", "log_file", "machine", "machine_fingerprint", "concurrent", "lock_wait_s",
+    "cpu_other_share", "cpu_other_share_max", "cpu_own_share", "load_max", "contended", "contention_note"})
 
 
 class StopRequest:
@@ -168,7 +171,7 @@ class StopRequest:
     (SIGSEGV, seen in CI) before it writes its record. A second Ctrl-C stops at once."""
 
     def __init__(self):
-        self.training = False  # Inside the train phase: defer the interrupt to the end of the unit.
+        self.training = False  # Inside a training phase: defer the interrupt to the end of the unit.
         self.requested = False
 
     def on_interrupt(self, signum, frame):
@@ -231,13 +234,17 @@ class Record:
         return time.perf_counter() - self.started
 
     @contextmanager
-    def phase(self, name: str):
+    def phase(self, name: str, training: bool = False):
         """Time one phase; any name is fine (data, build, train, eval, rollout, ...). A phase entered
-        twice (loading, then preparing the data) adds up. data/build/train/eval also have columns."""
+        twice (loading, then preparing the data) adds up. data/build/train/eval also have columns.
+        ``training=True`` declares a phase that trains in units: Ctrl-C there waits for the end of the
+        current unit (StopRequest), whatever the phase is called."""
         start = time.perf_counter()
-        STOP.training = name == "train"
+        STOP.training = training
         try:
             yield
+            if training:
+                STOP.check()  # A unit-less training phase stops at its end at the latest.
         finally:
             STOP.training = False
             self.synchronize()
@@ -375,6 +382,17 @@ class Record:
 
         return UnitTimer()
 
+    def keras_stop_callback(self):
+        """A Keras callback for a training that logs no units (a run's second model): a deferred Ctrl-C
+        stops it at the end of the current epoch, as keras_callback() does for the logged one."""
+        import keras
+
+        class StopAtEpochEnd(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                STOP.check()
+
+        return StopAtEpochEnd()
+
     # ---------------------------------------------------------------------------------- finish
     def finish(self) -> None:
         """Derive the per-unit figures, the headline metric and write the history file."""
@@ -398,9 +416,9 @@ class Record:
             row.validation_accuracy = last.get("val_accuracy", row.validation_accuracy)
         if self.extra_metrics:
             row.extra_metrics = json.dumps(self.extra_metrics, sort_keys=True)
-        metric = self.experiment.metric
-        value = getattr(row, metric.name, None) if metric.name in results.COLUMNS else self.extra_metrics.get(metric.name)
-        row.metric_value = None if value is None or not math.isfinite(value) else float(value)
+        row.metric_value = results.headline_value(
+            {**dataclasses.asdict(row), "metric_value": None, "extra_metrics": self.extra_metrics},
+            self.experiment.metric.name)
         if self.units:
             self.write_history()
 
@@ -465,6 +483,7 @@ def track(row: results.ResultRow, experiment: Experiment, results_dir: Path, dat
     other failure prints its traceback. Both are in the row's error column."""
     row.metric, row.metric_direction = experiment.metric.name, experiment.metric.direction
     row.progress_unit, row.target = experiment.progress_unit, experiment.metric.target
+    watch = machine.CpuWatch().start()
     energy.start()
     record = Record(row, experiment, results_dir, data_options, energy, progress)
     try:
@@ -496,6 +515,12 @@ def track(row: results.ResultRow, experiment: Experiment, results_dir: Path, dat
         except Exception as error:  # A history write failure must not lose the row.
             _append_error(row, f"history not saved: {error}")
         energy.stop(row)
+        for name, value in watch.stop().items():
+            setattr(row, name, value)
+        if row.contended and row.energy_method:
+            # Machine-level CodeCarbon counts every process's load: say so where the energy is read.
+            row.energy_method += (f"; contended: includes other processes' load ({row.cpu_other_share:.0%} "
+                                  f"of the machine's CPU)")
         row.forecast_time_error = progress_module.relative_error(row.forecast_time_s, row.time_total_s)
         row.forecast_kwh_error = progress_module.relative_error(row.forecast_kwh, row.energy_kwh)
         for name in ("test_accuracy", "test_loss"):

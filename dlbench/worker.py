@@ -10,17 +10,24 @@ Exit status: 0 ok, 1 failed, 130 interrupted; the record is written in every cas
 
 from __future__ import annotations
 
-import json
-import os
-import random
 import signal
-import sys
-from contextlib import contextmanager
-from pathlib import Path
 
-from dlbench import config as config_module
-from dlbench import environment, registry, results, runner, tracking
-from dlbench.data import DataOptions
+# First, before any heavy import: a SIGTERM that arrives while a loaded machine is still starting this
+# process must not kill it with no record. It is remembered here and turned into an 'interrupted'
+# record as soon as the run's record exists (main below).
+_TERMINATED: list[int] = []
+signal.signal(signal.SIGTERM, lambda signum, frame: _TERMINATED.append(signum))
+
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import sys  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from dlbench import config as config_module  # noqa: E402
+from dlbench import environment, registry, results, runner, tracking  # noqa: E402
+from dlbench.data import DataOptions  # noqa: E402
 
 
 class DeviceError(RuntimeError):
@@ -80,8 +87,6 @@ def set_seeds(seed: int, uses_tensorflow: bool) -> None:
 
 
 def main(spec: runner.RunSpec) -> int:
-    # A polite kill (SIGTERM from a scheduler, timeout) is handled like Ctrl-C: the record says so.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     # Ctrl-C while training stops at the end of the current unit (tracking.StopRequest says why).
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, tracking.STOP.on_interrupt)
@@ -109,6 +114,11 @@ def main(spec: runner.RunSpec) -> int:
     try:
         with tracking.track(row, experiment, results_dir, DataOptions(**spec.data_options), energy,
                             verbose=spec.verbose, log_path=log_path) as record:
+            # From here a polite kill (SIGTERM from a scheduler, a timeout, Ray) is handled like Ctrl-C,
+            # and one that came while the process was starting is acted on now: the record says so.
+            signal.signal(signal.SIGTERM, _raise_interrupt)
+            if _TERMINATED:
+                raise KeyboardInterrupt
             if import_error is not None:
                 raise import_error
             if variant.uses_tensorflow:

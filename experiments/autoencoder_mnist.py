@@ -21,8 +21,9 @@ The first task in `tasks` is logged per epoch (its units); the others are timed 
 Artifacts: originals / reconstructions / noisy / denoised rows of ten test digits, the histograms of
 the anomaly score, normal vs anomalous, and the compression model (`autoencoder.keras`).
 
-Variants: `dense` (784 -> 256 -> 128 -> m -> 128 -> 256 -> 784) and `conv` (stride-2 convolutions
-32, 64 -> dense code of m -> mirrored transposed convolutions). Adam 1e-3, batch 128.
+Variants, chosen by the config's `architecture` (what a variant is: --set refuses it): `dense`
+(784 -> 256 -> 128 -> m -> 128 -> 256 -> 784) and `conv` (stride-2 convolutions 32, 64 -> dense code
+of m -> mirrored transposed convolutions). Adam 1e-3, batch 128.
 
 Expected (full data, seed 0, 2 CPU cores shared with other training runs; `dlbench run autoencoder_mnist`):
 conv test MSE 0.0036, PSNR of the noisy input 11.0 dB -> denoised 21.0 dB (+10.0; the plain
@@ -34,6 +35,7 @@ autoencoder alone: 13.2), anomaly AUC 0.971 for digit 0; dense 0.0069, 11.0 -> 1
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import numpy as np
 
@@ -48,6 +50,7 @@ SHOWN_DIGITS = 10  # Columns of the reconstruction figure.
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    architecture: Literal["dense", "conv"] = "dense"  # Dense layers, or stride-2 (transposed) convolutions.
     code_size: int = 32  # m, the code's length.
     hidden_units: int = 256  # dense: the first hidden layer (the second has half).
     filters: int = 32  # conv: the first convolution (the second has twice as many).
@@ -109,11 +112,11 @@ def split(dataset, config: Config, seed: int):
 # ----------------------------------------------------------------------------------- Build the model
 
 
-def build_autoencoder(config: Config, variant: str):
+def build_autoencoder(config: Config):
     import keras
 
     images = keras.Input(shape=(28, 28, 1))
-    if variant == "dense":
+    if config.architecture == "dense":
         hidden = keras.layers.Flatten()(images)
         for width in (config.hidden_units, config.hidden_units // 2):
             hidden = keras.layers.Dense(width, activation="relu")(hidden)
@@ -122,7 +125,7 @@ def build_autoencoder(config: Config, variant: str):
         for width in (config.hidden_units // 2, config.hidden_units):
             hidden = keras.layers.Dense(width, activation="relu")(hidden)
         output = keras.layers.Reshape((28, 28, 1))(keras.layers.Dense(784, activation="sigmoid")(hidden))
-    elif variant == "conv":
+    elif config.architecture == "conv":
         filters = config.filters
         hidden = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(images)  # 14x14
         hidden = keras.layers.Conv2D(2 * filters, 3, strides=2, padding="same", activation="relu")(hidden)  # 7x7
@@ -133,8 +136,8 @@ def build_autoencoder(config: Config, variant: str):
         hidden = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(hidden)
         output = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(hidden)
     else:
-        raise ValueError(f"unknown variant '{variant}'")
-    return keras.Model(images, output, name=f"{variant}_autoencoder")
+        raise ValueError(f"unknown architecture '{config.architecture}'; valid: dense, conv")
+    return keras.Model(images, output, name=f"{config.architecture}_autoencoder")
 
 
 # ------------------------------------------------------------------------------------------------ Train
@@ -252,14 +255,15 @@ def run(config: Config, variant: str, record) -> None:
     record.add_metrics(compression_ratio=784 / config.code_size)
 
     def callbacks(task):
-        return [record.keras_callback()] if task == tasks[0] else []
+        # The first task's epochs are the run's progress units; a later task only honours Ctrl-C.
+        return [record.keras_callback() if task == tasks[0] else record.keras_stop_callback()]
 
     shown = {"original": x_test[:SHOWN_DIGITS]}
     if "compression" in tasks:
         with record.phase("build"):
-            model = build_autoencoder(config, variant)
+            model = build_autoencoder(config)
         record.set(parameters=model.count_params())
-        with record.phase("train"):
+        with record.phase("train", training=True):
             train(model, x_train, x_train, (x_validation, x_validation), config.epochs, config, callbacks("compression"))
         with record.phase("eval"):
             reconstructed = reconstruct(model, x_test)
@@ -272,8 +276,8 @@ def run(config: Config, variant: str, record) -> None:
         model.save(record.artifact_path(MODEL_FILE))
 
     if "denoising" in tasks:
-        denoiser = build_autoencoder(config, variant)
-        with record.phase("train_denoising"):
+        denoiser = build_autoencoder(config)
+        with record.phase("train_denoising", training=True):
             train(denoiser, noisy["train"], x_train, (noisy["validation"], x_validation), config.epochs, config,
                   callbacks("denoising"))
         with record.phase("eval"):
@@ -285,8 +289,8 @@ def run(config: Config, variant: str, record) -> None:
 
     if "anomaly" in tasks:
         keras.utils.set_random_seed(record.seed)  # The one-class model starts the same in every run of the study.
-        one_class = build_autoencoder(config, variant)
-        with record.phase("train_anomaly"):
+        one_class = build_autoencoder(config)
+        with record.phase("train_anomaly", training=True):
             train(one_class, normal_train, normal_train, (normal_validation, normal_validation),
                   config.anomaly_epochs, config, callbacks("anomaly"))
         with record.phase("eval"):
@@ -306,9 +310,12 @@ EXPERIMENT = Experiment(
     title="Autoencoders on MNIST: compression (m = 32), denoising, one-class anomaly detection",
     dataset=DATASET,
     variants={
-        "dense": Variant("dense 784-256-128-32-128-256-784", BASE),
-        "conv": Variant("stride-2 convolutions 32, 64 -> code of 32 -> transposed convolutions", BASE),
+        "dense": Variant("dense 784-256-128-32-128-256-784", dataclasses.replace(BASE, architecture="dense")),
+        "conv": Variant("stride-2 convolutions 32, 64 -> code of 32 -> transposed convolutions",
+                        dataclasses.replace(BASE, architecture="conv")),
     },
+    # The architecture is what a variant is; code_size, normal_digit, tasks... stay settable (the studies set them).
+    identity=("architecture",),
     run=run,
     metric=Metric("test_mse", higher_is_better=False, validation_log="val_loss"),
     progress_unit="epoch",

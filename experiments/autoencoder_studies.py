@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # Files only; no display needed.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dlbench.studies import Point, Study  # noqa: E402
+from dlbench.experiment import Point, Study  # noqa: E402
 
 EXPERIMENT = "autoencoder_mnist"
 DEEP_SVDD_CAE_MEAN_AUC = 0.90  # The reference the issue quotes: Ruff et al. 2018, Table 1, DCAE, mean over digits.

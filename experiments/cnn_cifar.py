@@ -17,6 +17,9 @@ The official test images are the test set; 20 % of the training images are held 
 validation (the course's 80/20). The offline copy is CIFAR-10 saved as JPEG quality 75 (rows say so).
 Batch 64, no augmentation, schedule, early stopping or clipping, XLA off: the course's baseline,
 each one `--set` away (augmentation=true, lr_schedule=cosine, early_stopping_patience=3, ...).
+The model is chosen by the config, never by the variant's name: `architecture` (fc, lenet, wide)
+and, for the wide model, `batch_norm` and `dropout`. These three name what a variant is, so --set
+refuses them: choose another variant instead.
 
 Expected (full data, seed 0, 2 AMD EPYC cores, no GPU; `dlbench run cnn_cifar --variants fc_sgd,fc_adam,lenet`):
     test accuracy: fc_sgd 51.3 %, fc_adam 52.2 %, lenet 61.6 % (one run each)
@@ -43,18 +46,24 @@ DATASET = "cifar10"
 _WIDE_ON_CPU = ("about 3.5 minutes per epoch on 2 idle CPU cores, 15 epochs by default (about an hour); "
                 "use DEVICES=gpu, or VARIANTS=fc_sgd,fc_adam,lenet for a quick CPU run")
 
-# Keras' model.count_params(), checked when the model is built (and in the tests).
+WIDE_DROPOUT = 0.05  # The course's dropout rate in Model 3.
+
+# Keras' model.count_params() of each course model by (architecture, batch_norm), checked when the
+# model is built (and in the tests); dropout has no parameters.
 PARAMETER_COUNTS = {
-    "fc_sgd": 3_426_250,
-    "fc_adam": 3_426_250,
-    "lenet": 62_006,
-    "wide": 5_853_002,
-    "wide_nodrop": 5_853_002,
-    "wide_nobn_nodrop": 5_851_338,
+    ("fc", False): 3_426_250,
+    ("lenet", False): 62_006,
+    ("wide", True): 5_853_002,
+    ("wide", False): 5_851_338,
 }
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    # Model 1 (fully connected), Model 2 (LeNet-like) or Model 3 (six 3x3 convolutions).
+    architecture: Literal["fc", "lenet", "wide"] = "wide"
+    batch_norm: bool = True  # wide only: batch norm between the first convolution of each pair and its ReLU.
+    dropout: float = WIDE_DROPOUT  # wide only: dropout rate after the convolutions and before the output (0: off).
     epochs: int = 15
     batch_size: int = 64
     optimizer: Literal["sgd", "adam"] = "adam"
@@ -70,6 +79,10 @@ class Config:
     jit_compile: bool = False  # XLA off on every device, so CPU and GPU rows compare alike.
 
     def validate(self):
+        if self.architecture != "wide" and (self.batch_norm or self.dropout):
+            raise ValueError("batch_norm and dropout belong to the wide architecture only: set them false and 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
         if self.learning_rate <= 0:
@@ -125,12 +138,12 @@ def make_pipeline(images, labels, config: Config, mean, std, training: bool = Fa
 # -------------------------------------------------------------------------------- Models
 
 
-def build_model(variant: str) -> keras.Sequential:
+def build_model(config: Config, name: str | None = None) -> keras.Sequential:
+    """The course model that ``config.architecture`` names; ``name`` labels the Keras model (default:
+    the architecture)."""
     import keras
 
-    if variant not in PARAMETER_COUNTS:
-        raise ValueError(f"unknown variant '{variant}'; valid: {', '.join(PARAMETER_COUNTS)}")
-    if variant in ("fc_sgd", "fc_adam"):
+    if config.architecture == "fc":
         layers = [
             keras.layers.Flatten(),  # 32 x 32 x 3 = 3072 inputs.
             keras.layers.Dense(1024, activation="relu"),
@@ -138,7 +151,7 @@ def build_model(variant: str) -> keras.Sequential:
             keras.layers.Dense(64, activation="relu"),
             keras.layers.Dense(10, activation="softmax"),
         ]
-    elif variant == "lenet":
+    elif config.architecture == "lenet":
         # Teaching note: output side = (input + 2 * padding - kernel) / stride + 1, so with no padding
         # 32 -> 28 (conv 5) -> 14 (pool) -> 10 (conv 5) -> 5 (pool): 5 * 5 * 16 = 400 features.
         layers = [
@@ -151,34 +164,34 @@ def build_model(variant: str) -> keras.Sequential:
             keras.layers.Dense(84, activation="relu"),
             keras.layers.Dense(10, activation="softmax"),
         ]
-    else:
-        batch_norm = variant != "wide_nobn_nodrop"
-        dropout = 0.05 if variant == "wide" else 0.0
+    elif config.architecture == "wide":
         layers = []
         # Three stages of two "same" 3x3 convolutions and a max-pool: 32 -> 16 -> 8 -> 4 pixels, and
         # 4 * 4 * 256 = 4096 features. Batch norm sits between the first convolution and its ReLU.
         for first, second in ((32, 64), (128, 128), (256, 256)):
             layers.append(keras.layers.Conv2D(first, 3, padding="same"))
-            if batch_norm:
+            if config.batch_norm:
                 layers.append(keras.layers.BatchNormalization())
             layers.append(keras.layers.ReLU())
             layers.append(keras.layers.Conv2D(second, 3, padding="same", activation="relu"))
             layers.append(keras.layers.MaxPooling2D(2))
-        if dropout:
-            layers.append(keras.layers.Dropout(dropout))
+        if config.dropout:
+            layers.append(keras.layers.Dropout(config.dropout))
         layers += [keras.layers.Flatten(), keras.layers.Dense(1024, activation="relu"),
                    keras.layers.Dense(512, activation="relu")]
-        if dropout:
-            layers.append(keras.layers.Dropout(dropout))
+        if config.dropout:
+            layers.append(keras.layers.Dropout(config.dropout))
         layers.append(keras.layers.Dense(10, activation="softmax"))
-    return keras.Sequential([keras.Input(shape=(32, 32, 3)), *layers], name=variant)
+    else:
+        raise ValueError(f"unknown architecture '{config.architecture}'; valid: fc, lenet, wide")
+    return keras.Sequential([keras.Input(shape=(32, 32, 3)), *layers], name=name or config.architecture)
 
 
-def check_parameter_count(model: keras.Model, variant: str) -> None:
+def check_parameter_count(model: keras.Model, config: Config) -> None:
     """The course states each model's size; a different count means a different architecture."""
-    if model.count_params() != PARAMETER_COUNTS[variant]:
-        raise ValueError(f"{variant} has {model.count_params():,} parameters, the course model has "
-                         f"{PARAMETER_COUNTS[variant]:,}")
+    expected = PARAMETER_COUNTS[config.architecture, config.batch_norm]
+    if model.count_params() != expected:
+        raise ValueError(f"{model.name} has {model.count_params():,} parameters, the course model has {expected:,}")
 
 
 def make_learning_rate(config: Config, steps_per_epoch: int):
@@ -237,21 +250,21 @@ def run(config: Config, variant: str, record) -> None:
 
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     with record.phase("build"):
-        model = build_model(variant)
+        model = build_model(config, name=variant)
         model.compile(
             optimizer=make_optimizer(config, steps_per_epoch),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=config.jit_compile,  # Explicit: "auto" would turn XLA on only where a GPU exists.
         )
-    check_parameter_count(model, variant)
+    check_parameter_count(model, config)
     record.set(parameters=model.count_params())
 
     callbacks = [record.keras_callback()]
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True))
-    with record.phase("train"):
+    with record.phase("train", training=True):
         # shuffle=False: the tf.data pipeline already reshuffles every epoch (fit cannot shuffle a
         # Dataset); verbose=0: dlbench's progress display shows each epoch.
         model.fit(train_data, epochs=config.epochs, validation_data=validation_data, shuffle=False, verbose=0,
@@ -262,11 +275,14 @@ def run(config: Config, variant: str, record) -> None:
     record.set(test_accuracy=float(test_accuracy), test_loss=float(test_loss))
 
 
-# Optimizer, learning rate and epochs per variant; a --set of any of them applies to every variant.
-FC_SGD = Config(optimizer="sgd", learning_rate=0.01, epochs=15)
-FC_ADAM = Config(optimizer="adam", learning_rate=1e-4, epochs=15)
-LENET = Config(optimizer="adam", learning_rate=1e-3, epochs=10)
-WIDE = Config(optimizer="adam", learning_rate=1e-3, epochs=15)
+# The model, optimizer, learning rate and epochs of each variant; a --set of the training settings
+# applies to every variant, the model's fields (the identity below) cannot be set.
+FC = Config(architecture="fc", batch_norm=False, dropout=0.0)
+FC_SGD = dataclasses.replace(FC, optimizer="sgd", learning_rate=0.01, epochs=15)
+FC_ADAM = dataclasses.replace(FC, optimizer="adam", learning_rate=1e-4, epochs=15)
+LENET = Config(architecture="lenet", batch_norm=False, dropout=0.0, optimizer="adam", learning_rate=1e-3, epochs=10)
+WIDE = Config(architecture="wide", batch_norm=True, dropout=WIDE_DROPOUT, optimizer="adam", learning_rate=1e-3,
+              epochs=15)
 
 EXPERIMENT = Experiment(
     title="Fully connected network vs small CNN vs wide CNN on CIFAR-10, with SGD/Adam and ablations",
@@ -277,10 +293,13 @@ EXPERIMENT = Experiment(
         "lenet": Variant("Model 2: small CNN (two 5x5 convolutions, three dense layers), Adam", LENET),
         "wide": Variant("Model 3: six 3x3 convolutions with batch norm, dropout 0.05, Adam", WIDE,
                         slow_on_cpu=_WIDE_ON_CPU),
-        "wide_nodrop": Variant("Model 3 without dropout (ablation)", WIDE, slow_on_cpu=_WIDE_ON_CPU),
-        "wide_nobn_nodrop": Variant("Model 3 without batch norm and without dropout (ablation)", WIDE,
-                                    slow_on_cpu=_WIDE_ON_CPU),
+        "wide_nodrop": Variant("Model 3 without dropout (ablation)", dataclasses.replace(WIDE, dropout=0.0),
+                               slow_on_cpu=_WIDE_ON_CPU),
+        "wide_nobn_nodrop": Variant("Model 3 without batch norm and without dropout (ablation)",
+                                    dataclasses.replace(WIDE, batch_norm=False, dropout=0.0), slow_on_cpu=_WIDE_ON_CPU),
     },
+    # The model is what a variant is: with --set dropout=0, a row labelled `wide` would be wide_nodrop.
+    identity=("architecture", "batch_norm", "dropout"),
     run=run,
     # Time-to-target: 60 % validation accuracy (LeNet's level on this split).
     metric=Metric("test_accuracy", higher_is_better=True, target=0.60),

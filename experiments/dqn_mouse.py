@@ -10,11 +10,12 @@ Bellman target r + gamma max_a' Q_target(s', a') from a target network synced ev
 switch), a compiled GradientTape train step, the greedy policy at evaluation. Several games are
 stepped together (`parallel_games`) so one network call serves them all.
 
-Variants: `random` (the baseline, no network), `dense` (course Model 1: the flattened view),
-`conv` (Model 2: a convolutional network on the view), both exploring with a constant epsilon, and
-`conv_egreedy` (Model 2+: epsilon decaying linearly from 1.0 to `epsilon_end`). All agents see the
-visited-cells channel and, in training only, pay `visited_penalty` for walking on a cell they have
-already visited without eating (the "exploring" trick); the score never includes it.
+Variants, chosen by the config's `agent` (which --set refuses) and epsilon: `random` (the baseline,
+no network), `dense` (course Model 1: the flattened view), `conv` (Model 2: a convolutional network
+on the view), both exploring with a constant epsilon, and `conv_egreedy` (Model 2+: epsilon
+decaying linearly from 1.0 to `epsilon_end`). All agents see the visited-cells channel and, in
+training only, pay `visited_penalty` for walking on a cell they have already visited without eating
+(the "exploring" trick); the score never includes it.
 
 Evaluation: 100 games on fixed seeds never used in training, the same for every variant; the
 headline metric is the mean score per game with the greedy policy (cheese x 0.5 - poison), and
@@ -35,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import Literal
 
 import numpy as np
 
@@ -50,7 +52,7 @@ AGENTS = ("random", "dense", "conv")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    agent: str = "conv"  # random, dense or conv.
+    agent: Literal["random", "dense", "conv"] = "conv"  # No network, course Model 1 or Model 2.
     episodes: int = 160  # Training games (rounded up to a multiple of parallel_games); see the docstring.
     parallel_games: int = 16  # Games stepped together; one network call acts for all of them.
     gamma: float = 0.99
@@ -325,7 +327,7 @@ def run(config: Config, variant: str, record) -> None:
     observation_shape = make_games(config, 1, training=False)[0].observation_space.shape
     policy = None
     if config.agent != "random":
-        with record.phase("train"):
+        with record.phase("train", training=True):
             policy = train(config, record, observation_shape)
     with record.phase("eval"):
         frames = []
@@ -356,6 +358,8 @@ EXPERIMENT = Experiment(
     },
     run=run,
     metric=Metric("mean_score", higher_is_better=True),
+    # The agent is what a variant is; epsilon stays settable (conv_egreedy is conv with a decaying one).
+    identity=("agent",),
     progress_unit="episode",
     throughput_unit="environment steps/s",
 )

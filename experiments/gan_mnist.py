@@ -16,10 +16,12 @@ digits (FCD near 0, is_ratio near 1) and uniform noise. Epoch times include that
 Artifacts: 64 digits from a fixed noise batch after the epochs in `grid_epochs` and at the end, and
 the trained generator (`generator.keras`).
 
-Variants:
-- `gan_dense`: G 100 -> 256 -> 512 -> 1024 -> 784, D 784 -> 512 -> 256 -> 1 (leaky ReLU, dropout in D).
-- `dcgan`: G dense to 7x7x128, two stride-2 transposed convolutions (64, 32 channels, batch norm,
-  leaky ReLU), a 3x3 convolution to one tanh channel; D two stride-2 convolutions (32, 64), dropout.
+Variants, chosen by the config's `architecture` (what a variant is: --set refuses it):
+- `gan_dense` (architecture=dense): G 100 -> 256 -> 512 -> 1024 -> 784, D 784 -> 512 -> 256 -> 1
+  (leaky ReLU, dropout in D).
+- `dcgan` (architecture=conv): G dense to 7x7x128, two stride-2 transposed convolutions (64, 32
+  channels, batch norm, leaky ReLU), a 3x3 convolution to one tanh channel; D two stride-2
+  convolutions (32, 64), dropout.
 
 Expected (full data, seed 0, 2 CPU cores shared with another training run; `dlbench run gan_mnist`):
 dcgan FCD 24.9 (real training digits 0.57, noise 279), is_ratio 0.75 (IS 7.29 against 9.75 for the
@@ -31,6 +33,7 @@ gan_dense (30 epochs, 47 minutes): FCD 16.3, is_ratio 0.82 (IS 8.03), every digi
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import numpy as np
 
@@ -43,9 +46,10 @@ GRID_SIZE = 8  # 8 x 8 = 64 digits per grid.
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    architecture: Literal["dense", "conv"] = "conv"  # Dense G and D (the course's GAN), or a DCGAN.
     noise_dim: int = 100
-    # dcgan: channels of the generator's last upsampling (x2, x4 before it) and of the discriminator's
-    # first convolution (x2 after it). gan_dense: width of G's first layer (x2, x4 after it) and D's last.
+    # conv: channels of the generator's last upsampling (x2, x4 before it) and of the discriminator's
+    # first convolution (x2 after it). dense: width of G's first layer (x2, x4 after it) and D's last.
     generator_filters: int = 32
     discriminator_filters: int = 32
     dense_units: int = 256
@@ -106,18 +110,18 @@ def to_unit_range(generated) -> np.ndarray:
 # ----------------------------------------------------------------------------------- Build the models
 
 
-def build_generator(config: Config, variant: str):
+def build_generator(config: Config):
     import keras
 
     noise = keras.Input(shape=(config.noise_dim,))
-    if variant == "gan_dense":
+    if config.architecture == "dense":
         hidden = noise
         for width in (config.dense_units, 2 * config.dense_units, 4 * config.dense_units):
             hidden = keras.layers.LeakyReLU(0.2)(keras.layers.Dense(width)(hidden))
         images = keras.layers.Reshape((28, 28, 1))(keras.layers.Dense(28 * 28, activation="tanh")(hidden))
         return keras.Model(noise, images, name="generator")
-    if variant != "dcgan":
-        raise ValueError(f"unknown variant '{variant}'")
+    if config.architecture != "conv":
+        raise ValueError(f"unknown architecture '{config.architecture}'; valid: dense, conv")
     filters = config.generator_filters
     # Batch norm after every layer but the last (the DCGAN recipe); no bias where batch norm follows.
     hidden = keras.layers.Dense(7 * 7 * 4 * filters, use_bias=False)(noise)
@@ -130,12 +134,12 @@ def build_generator(config: Config, variant: str):
     return keras.Model(noise, images, name="generator")
 
 
-def build_discriminator(config: Config, variant: str):
+def build_discriminator(config: Config):
     """Outputs the logit of D(x); D(x) = sigmoid(logit) (the losses take logits, see gan_layers)."""
     import keras
 
     images = keras.Input(shape=(28, 28, 1))
-    if variant == "gan_dense":
+    if config.architecture == "dense":
         hidden = keras.layers.Flatten()(images)
         for width in (2 * config.dense_units, config.dense_units):
             hidden = keras.layers.LeakyReLU(0.2)(keras.layers.Dense(width)(hidden))
@@ -149,12 +153,12 @@ def build_discriminator(config: Config, variant: str):
     return keras.Model(images, keras.layers.Dense(1)(hidden), name="discriminator")
 
 
-def build_gan(config: Config, variant: str, seed: int):
+def build_gan(config: Config, seed: int):
     import keras
 
     from experiments.gan_layers import GAN
 
-    gan = GAN(build_generator(config, variant), build_discriminator(config, variant), config.noise_dim, seed=seed)
+    gan = GAN(build_generator(config), build_discriminator(config), config.noise_dim, seed=seed)
     gan.compile(d_optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1),
                 g_optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1),
                 jit_compile=config.jit_compile)
@@ -229,12 +233,12 @@ def run(config: Config, variant: str, record) -> None:
                        real_train_fcd=real_train["fcd"], noise_is=noise["is"], noise_fcd=noise["fcd"])
 
     with record.phase("build"):
-        gan = build_gan(config, variant, record.seed)
+        gan = build_gan(config, record.seed)
     record.set(parameters=gan.generator.count_params() + gan.discriminator.count_params())
     record.add_metrics(generator_parameters=gan.generator.count_params(),
                        discriminator_parameters=gan.discriminator.count_params())
 
-    with record.phase("train"):
+    with record.phase("train", training=True):
         callbacks = [quality_callback(gan.generator, scorer, evaluation_noise, grid_noise, config, record),
                      record.keras_callback()]
         gan.fit(train_data, epochs=config.epochs, shuffle=False, verbose=0, callbacks=callbacks)
@@ -251,10 +255,12 @@ EXPERIMENT = Experiment(
     dataset=DATASET,
     variants={
         "gan_dense": Variant("the course's GAN: dense generator 100-256-512-1024-784, dense discriminator",
-                             dataclasses.replace(BASE, epochs=30)),
+                             dataclasses.replace(BASE, architecture="dense", epochs=30)),
         "dcgan": Variant("transposed-convolution generator (7x7x128 -> 64 -> 32), strided-convolution discriminator",
-                         BASE),
+                         dataclasses.replace(BASE, architecture="conv")),
     },
+    # The architecture is what a variant is: --set architecture=dense on dcgan would record a dense GAN as dcgan.
+    identity=("architecture",),
     run=run,
     metric=Metric("fcd", higher_is_better=False, validation_log="fcd"),
     progress_unit="epoch",

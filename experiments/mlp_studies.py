@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dlbench.report import history  # noqa: E402
-from dlbench.studies import Point, Study  # noqa: E402
+from dlbench.experiment import Point, Study  # noqa: E402
 
 EXPERIMENT = "mlp_mnist"
 COLORS = {"numpy": "tab:blue", "keras": "tab:orange", "keras_fast": "tab:green"}

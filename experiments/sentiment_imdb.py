@@ -11,7 +11,8 @@ out for validation (the course's split, early stopping on its loss with the best
 official 25,000 test reviews, of other movies than the training ones, are evaluated once at the end,
 so expect the test accuracy 1-2 points below the validation accuracy.
 
-Variants: `gru` (the course's model: embedding -> GRU -> sigmoid), `simple_rnn` (the short memory
+Variants, each chosen by the config's `model` field (what a variant is: --set refuses it):
+`gru` (the course's model: embedding -> GRU -> sigmoid), `simple_rnn` (the short memory
 the course warns about), `lstm`, `bigru` (bidirectional GRU), `bow_bigrams` (TF-IDF of unigrams and
 bigrams into a small dense network: the baseline every text classifier should beat),
 `transformer` (one encoder block from the course's attention slides: token + position embeddings,
@@ -31,6 +32,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
+from typing import Literal
 
 import numpy as np
 
@@ -39,6 +42,8 @@ from dlbench.metrics import roc_auc
 
 # Keras and TensorFlow are imported inside the functions that use them.
 DATASET = "imdb"
+ModelName = Literal["gru", "simple_rnn", "lstm", "bigru", "bow_bigrams", "transformer", "bert_gru"]
+MODELS = typing.get_args(ModelName)
 RECURRENT = ("gru", "simple_rnn", "lstm", "bigru")
 # Probe sentences: their probabilities are stored in every row, so rows compare on the same inputs.
 PROBES = {
@@ -53,6 +58,9 @@ BERT_PRESET_VARIABLE = "DLBENCH_BERT_PRESET"
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    # The classifier: a recurrent network (gru, simple_rnn, lstm, bigru), the TF-IDF bag of bigrams,
+    # one transformer encoder block, or a frozen BERT with a GRU head.
+    model: ModelName = "gru"
     vocabulary_size: int = 20_000
     # Tokens kept per review (longer reviews are cut): 400 keeps all of most reviews (they average
     # about 230 words); with 200 the GRU reached 84.6 % test accuracy, with 400 86.2 %.
@@ -78,6 +86,8 @@ class Config:
     jit_compile: bool = False
 
     def validate(self):
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model '{self.model}'; valid: {', '.join(MODELS)}")
         if min(self.vocabulary_size, self.sequence_length, self.embedding_dim, self.recurrent_units,
                self.hidden_units, self.attention_heads, self.epochs, self.batch_size) < 1:
             raise ValueError("sizes, epochs and batch_size must be >= 1")
@@ -103,7 +113,7 @@ def split(dataset, config: Config, seed: int):
             (dataset.x_train[validation], dataset.y_train[validation]))
 
 
-def make_vectorizer(config: Config, variant: str, texts):
+def make_vectorizer(config: Config, texts):
     """TextVectorization adapted on the training texts only: word ids (padded with 0) for sequence
     models, TF-IDF of unigrams and bigrams for the bag of words."""
     import keras
@@ -111,7 +121,7 @@ def make_vectorizer(config: Config, variant: str, texts):
 
     from experiments.sentiment_layers import standardize_review
 
-    if variant == "bow_bigrams":
+    if config.model == "bow_bigrams":
         vectorizer = keras.layers.TextVectorization(max_tokens=config.vocabulary_size, ngrams=2,
                                                     output_mode="tf_idf", standardize=standardize_review)
     else:
@@ -135,10 +145,10 @@ def make_pipeline(texts, labels, vectorizer, config: Config, training: bool = Fa
     return data.prefetch(tf.data.AUTOTUNE)
 
 
-def token_count(texts, config: Config, variant: str) -> int:
+def token_count(texts, config: Config) -> int:
     """Words a model reads per pass over ``texts`` (whitespace words, cut at sequence_length for
     sequence models): the numerator of the tokens/s throughput."""
-    if variant == "bow_bigrams":
+    if config.model == "bow_bigrams":
         return sum(len(text.split()) for text in texts)
     return sum(min(len(text.split()), config.sequence_length) for text in texts)
 
@@ -161,20 +171,22 @@ def transformer_block(inputs, config: Config):
     return keras.layers.LayerNormalization(epsilon=1e-6)(keras.layers.Add()([hidden, feed_forward]))
 
 
-def build_model(config: Config, variant: str, features: int | None = None):
-    """The classifier on vectorised input: word ids (any length) or a TF-IDF vector of ``features``
-    values (the vectoriser's vocabulary size, at most config.vocabulary_size)."""
+def build_model(config: Config, features: int | None = None, name: str | None = None):
+    """The classifier ``config.model`` on vectorised input: word ids (any length) or a TF-IDF vector of
+    ``features`` values (the vectoriser's vocabulary size, at most config.vocabulary_size). ``name``
+    labels the Keras model (default: the model's name)."""
     import keras
 
     from experiments.sentiment_layers import TokenAndPositionEmbedding
 
-    if variant == "bow_bigrams":
+    name = name or config.model
+    if config.model == "bow_bigrams":
         inputs = keras.Input(shape=(features or config.vocabulary_size,))
         hidden = keras.layers.Dense(config.hidden_units, activation="relu")(inputs)
         hidden = keras.layers.Dropout(config.dropout)(hidden)
-        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden), name=variant)
+        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden), name=name)
     inputs = keras.Input(shape=(None,), dtype="int64")
-    if variant in RECURRENT:
+    if config.model in RECURRENT:
         # mask_zero: id 0 is padding; the mask travels with the embeddings, so the recurrent layer
         # skips the padded steps.
         embedded = keras.layers.Embedding(config.vocabulary_size, config.embedding_dim, mask_zero=True)(inputs)
@@ -182,18 +194,18 @@ def build_model(config: Config, variant: str, features: int | None = None):
             embedded = keras.layers.SpatialDropout1D(config.embedding_dropout)(embedded)
         every_step = config.recurrent_output == "max"
         layer = {"gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM,
-                 "bigru": keras.layers.GRU}[variant](config.recurrent_units, return_sequences=every_step)
-        hidden = keras.layers.Bidirectional(layer)(embedded) if variant == "bigru" else layer(embedded)
+                 "bigru": keras.layers.GRU}[config.model](config.recurrent_units, return_sequences=every_step)
+        hidden = keras.layers.Bidirectional(layer)(embedded) if config.model == "bigru" else layer(embedded)
         if every_step:
             hidden = keras.layers.GlobalMaxPooling1D()(hidden)  # Padded steps are masked out.
-    elif variant == "transformer":
+    elif config.model == "transformer":
         embedded = TokenAndPositionEmbedding(config.sequence_length, config.vocabulary_size,
                                              config.embedding_dim)(inputs)
         hidden = keras.layers.GlobalAveragePooling1D()(transformer_block(embedded, config))
     else:
-        raise ValueError(f"unknown variant '{variant}'")
+        raise ValueError(f"build_model cannot build model '{config.model}' (bert_gru: build_bert_gru)")
     hidden = keras.layers.Dropout(config.dropout)(hidden)
-    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden), name=variant)
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden), name=name)
 
 
 def bert_preset(config: Config) -> str:
@@ -310,34 +322,34 @@ def predict_from_artifacts(artifacts_dir, texts: list[str]) -> list[float]:
 
 
 def run(config: Config, variant: str, record) -> None:
-    preset = bert_preset(config) if variant == "bert_gru" else None  # Skipped at once without weights.
+    preset = bert_preset(config) if config.model == "bert_gru" else None  # Skipped at once without weights.
     dataset = record.load_data(DATASET)
     with record.phase("data"):
         (x_train, y_train), (x_validation, y_validation) = split(dataset, config, record.seed)
-        if variant == "bert_gru":
+        if config.model == "bert_gru":
             import keras_hub
 
             preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(
                 preset, sequence_length=config.sequence_length)
             vectorizer = lambda texts: preprocessor(texts)  # noqa: E731  Dict of BERT inputs.
         else:
-            vectorizer = make_vectorizer(config, variant, x_train)
+            vectorizer = make_vectorizer(config, x_train)
         train_data = make_pipeline(x_train, y_train, vectorizer, config, training=True, seed=record.seed)
         validation_data = make_pipeline(x_validation, y_validation, vectorizer, config)
         test_data = make_pipeline(dataset.x_test, dataset.y_test, vectorizer, config)
     record.set(n_train=len(x_train), n_validation=len(x_validation), n_test=len(dataset.x_test))
-    record.expect_units(config.epochs, items_per_unit=token_count(x_train, config, variant))
+    record.expect_units(config.epochs, items_per_unit=token_count(x_train, config))
 
     with record.phase("build"):
-        if variant == "bert_gru":
+        if config.model == "bert_gru":
             import keras_hub
 
             model = build_bert_gru(keras_hub.models.BertBackbone.from_preset(preset), config)
         else:
-            model = build_model(config, variant, features=vectorizer.vocabulary_size())
+            model = build_model(config, features=vectorizer.vocabulary_size(), name=variant)
     record.set(parameters=model.count_params())
 
-    with record.phase("train"):
+    with record.phase("train", training=True):
         train(model, train_data, validation_data, config, record)
 
     with record.phase("eval"):
@@ -346,30 +358,35 @@ def run(config: Config, variant: str, record) -> None:
     metrics = classification_metrics(dataset.y_test, probabilities)
     record.set(test_accuracy=float(test_accuracy), test_loss=float(test_loss))
     record.add_metrics(**{key: value for key, value in metrics.items() if key != "accuracy"})
-    if variant != "bert_gru":
+    if config.model != "bert_gru":
         text_model = export_model(vectorizer, model)
         record.add_metrics(**dict(zip(PROBES, predict_sentiments(text_model, list(PROBES.values())))))
         text_model.save(record.artifact_path(MODEL_FILE))
 
 
-BASE = Config()
+BASE = Config(model="gru")
 EXPERIMENT = Experiment(
     title="Sentiment of IMDB reviews: GRU (the course's model), simple RNN, LSTM, bidirectional GRU, "
           "TF-IDF bigrams, a transformer block, BERT + GRU",
     dataset=DATASET,
     variants={
         "gru": Variant("the course's model: embedding -> GRU(64) -> sigmoid", BASE),
-        "simple_rnn": Variant("the same with a SimpleRNN: the short memory the course warns about", BASE),
-        "lstm": Variant("the same with an LSTM", BASE),
-        "bigru": Variant("a bidirectional GRU", BASE),
+        "simple_rnn": Variant("the same with a SimpleRNN: the short memory the course warns about",
+                              dataclasses.replace(BASE, model="simple_rnn")),
+        "lstm": Variant("the same with an LSTM", dataclasses.replace(BASE, model="lstm")),
+        "bigru": Variant("a bidirectional GRU", dataclasses.replace(BASE, model="bigru")),
         "bow_bigrams": Variant("baseline: TF-IDF of unigrams + bigrams -> Dense(16) -> sigmoid",
-                               dataclasses.replace(BASE, epochs=10, early_stopping_patience=2)),
+                               dataclasses.replace(BASE, model="bow_bigrams", epochs=10, early_stopping_patience=2)),
         "transformer": Variant("one encoder block: token + position embeddings, 2-head self-attention, "
                                "feed-forward, layer norm, pooling",
-                               dataclasses.replace(BASE, embedding_dim=32, sequence_length=200, embedding_dropout=0.0)),
+                               dataclasses.replace(BASE, model="transformer", embedding_dim=32, sequence_length=200,
+                                                   embedding_dropout=0.0)),
         "bert_gru": Variant("a frozen pretrained BERT (keras-hub preset, local) + GRU head; skipped without weights",
-                            dataclasses.replace(BASE, sequence_length=128, batch_size=32, embedding_dropout=0.0)),
+                            dataclasses.replace(BASE, model="bert_gru", sequence_length=128, batch_size=32,
+                                                embedding_dropout=0.0)),
     },
+    # The model is what a variant is: --set model=lstm on `gru` would record an LSTM as gru.
+    identity=("model",),
     run=run,
     metric=Metric("test_accuracy", higher_is_better=True, target=0.85),
     progress_unit="epoch",

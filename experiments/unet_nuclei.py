@@ -16,10 +16,11 @@ train / validation / test. A user's own S-BSST265 folder (rawimages/ + groundtru
   untouched foreground (labels > 0).
 - Model: a U-Net, `depth` levels of two 3x3 convolutions (batch norm, ReLU) and a max-pool, a
   bottleneck, and transposed-convolution upsampling with skip connections; one sigmoid channel.
-- Losses (variants): `bce`, `dice` (1 - 2 sum(y p) / (sum y + sum p), over the batch), `bce_dice`
-  (their sum) and `boundary`: cross-entropy weighted by w = w_c + w0 exp(-(d1 + d2)^2 / (2 sigma^2)),
-  w0 = 10, sigma = 5 px, d1 and d2 the distances to the nearest and second-nearest nucleus, w_c
-  balancing the two classes; computed once per image (distance transforms) and kept in memory.
+- Losses (variants, chosen by the config's `loss`, which --set refuses): `bce`, `dice` (1 - 2 sum(y p)
+  / (sum y + sum p), over the batch), `bce_dice` (their sum) and `boundary`: cross-entropy weighted
+  by w = w_c + w0 exp(-(d1 + d2)^2 / (2 sigma^2)), w0 = 10, sigma = 5 px, d1 and d2 the distances to
+  the nearest and second-nearest nucleus, w_c balancing the two classes; computed once per image
+  (distance transforms) and kept in memory.
 - Evaluation on whole test images (reflect-padded to a multiple of 2^depth): pixel accuracy,
   precision, recall, Dice and IoU (over all test pixels, and the mean per image) at threshold 0.5 and
   at the threshold with the best validation Dice; the precision-recall curve and its average
@@ -497,7 +498,7 @@ def run(config: Config, variant: str, record) -> None:
                       metrics=[dice_metric()], jit_compile=config.jit_compile)
     record.set(parameters=model.count_params())
 
-    with record.phase("train"):
+    with record.phase("train", training=True):
         model.fit(train_data, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                   validation_data=validation_data, validation_batch_size=config.batch_size, shuffle=False, verbose=0,
                   callbacks=[record.keras_callback()])
@@ -571,4 +572,6 @@ EXPERIMENT = Experiment(
                    "instance_f1"),
     progress_unit="epoch",
     throughput_unit="images/s",  # 128 x 128 training crops per second (crop_size sets the side).
+    # The loss is what a variant is: --set loss=dice on `bce` would record a Dice-trained model as bce.
+    identity=("loss",),
 )

@@ -13,6 +13,8 @@ def offline_sample_data(monkeypatch, tmp_path):
     monkeypatch.setenv("DLBENCH_NO_DOWNLOAD", "1")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setenv("DLBENCH_RESULTS_DIR", str(tmp_path / "results"))
+    # Each test its own measurement lock: tests never wait for (or block) real runs on this machine.
+    monkeypatch.setenv("DLBENCH_LOCK_DIR", str(tmp_path / "lock"))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     for name in list(os.environ):
         if name.startswith("CODECARBON_"):

@@ -56,8 +56,9 @@ def test_region_score_is_the_worst_window_mean():
 
 @pytest.mark.parametrize("variant", ["dense", "conv"])
 def test_autoencoder_maps_images_to_images_through_a_code_of_m(variant):
-    config = dataclasses.replace(autoencoder_mnist.Config(), code_size=8, hidden_units=16, filters=4)
-    model = autoencoder_mnist.build_autoencoder(config, variant)
+    config = dataclasses.replace(autoencoder_mnist.EXPERIMENT.variants[variant].config, code_size=8,
+                                 hidden_units=16, filters=4)
+    model = autoencoder_mnist.build_autoencoder(config)
     output = model(np.zeros((3, 28, 28, 1), np.float32))
     assert tuple(output.shape) == (3, 28, 28, 1)
     assert model.get_layer("code").output.shape[-1] == 8

@@ -22,21 +22,40 @@ EXPECTED_PARAMETERS = {
 }
 
 
+def variant_config(variant):
+    return registry.get("cnn_cifar").variants[variant].config
+
+
 @pytest.mark.parametrize("variant", list(registry.get("cnn_cifar").variants))
 def test_each_variant_has_the_course_parameter_count(variant):
-    model = cnn_cifar.build_model(variant)
+    model = cnn_cifar.build_model(variant_config(variant), name=variant)
     assert model.count_params() == EXPECTED_PARAMETERS[variant]
-    assert model.output_shape == (None, 10)
+    assert model.output_shape == (None, 10) and model.name == variant
+    cnn_cifar.check_parameter_count(model, variant_config(variant))  # The run's own check agrees.
 
 
 def test_ablations_remove_exactly_batch_norm_and_dropout():
     def layer_kinds(variant):
-        return [type(layer).__name__ for layer in cnn_cifar.build_model(variant).layers]
+        return [type(layer).__name__ for layer in cnn_cifar.build_model(variant_config(variant)).layers]
 
     assert layer_kinds("wide").count("BatchNormalization") == 3 and layer_kinds("wide").count("Dropout") == 2
     assert "Dropout" not in layer_kinds("wide_nodrop")
     assert layer_kinds("wide_nodrop").count("BatchNormalization") == 3
     assert not {"Dropout", "BatchNormalization"} & set(layer_kinds("wide_nobn_nodrop"))
+
+
+def test_the_model_is_chosen_by_the_config_not_the_variant_name():
+    configs = {name: variant.config for name, variant in registry.get("cnn_cifar").variants.items()}
+    assert {name: config.architecture for name, config in configs.items()} == {
+        "fc_sgd": "fc", "fc_adam": "fc", "lenet": "lenet", "wide": "wide", "wide_nodrop": "wide",
+        "wide_nobn_nodrop": "wide"}
+    assert (configs["wide"].batch_norm, configs["wide"].dropout) == (True, 0.05)
+    assert (configs["wide_nodrop"].batch_norm, configs["wide_nodrop"].dropout) == (True, 0.0)
+    assert (configs["wide_nobn_nodrop"].batch_norm, configs["wide_nobn_nodrop"].dropout) == (False, 0.0)
+    # Any name builds the model its config describes.
+    assert cnn_cifar.build_model(configs["lenet"], name="anything").count_params() == EXPECTED_PARAMETERS["lenet"]
+    with pytest.raises(ValueError, match="wide architecture only"):
+        dataclasses.replace(configs["lenet"], batch_norm=True).validate()
 
 
 def test_every_variant_carries_its_complete_course_config():

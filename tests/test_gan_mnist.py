@@ -45,9 +45,10 @@ def test_gan_losses_match_the_course_formulas_on_known_discriminator_outputs():
 
 @pytest.mark.parametrize("variant", ["gan_dense", "dcgan"])
 def test_models_have_the_shapes_the_game_needs(variant):
-    config = dataclasses.replace(gan_mnist.Config(), generator_filters=4, discriminator_filters=4, dense_units=8)
-    generator = gan_mnist.build_generator(config, variant)
-    discriminator = gan_mnist.build_discriminator(config, variant)
+    config = dataclasses.replace(gan_mnist.EXPERIMENT.variants[variant].config, generator_filters=4,
+                                 discriminator_filters=4, dense_units=8)
+    generator = gan_mnist.build_generator(config)
+    discriminator = gan_mnist.build_discriminator(config)
     images = generator(np.zeros((3, config.noise_dim), np.float32))
     assert tuple(images.shape) == (3, 28, 28, 1)
     assert float(np.max(np.abs(images))) <= 1.0  # tanh: the range the real digits are scaled to.
@@ -62,7 +63,7 @@ def test_one_train_step_moves_both_players():
     keras.utils.set_random_seed(0)
     config = dataclasses.replace(gan_mnist.Config(), generator_filters=4, discriminator_filters=4,
                                  discriminator_dropout=0.0, learning_rate=0.01)
-    gan = gan_mnist.build_gan(config, "dcgan", seed=0)
+    gan = gan_mnist.build_gan(config, seed=0)
     real = np.random.default_rng(0).uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
     noise = np.random.default_rng(1).standard_normal((16, config.noise_dim)).astype(np.float32)
 

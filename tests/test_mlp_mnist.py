@@ -77,3 +77,15 @@ def test_every_variant_declares_a_complete_config_and_keras_fast_compiles():
     fast = experiment.variants["keras_fast"].config
     assert fast.jit_compile is True and fast.steps_per_execution == mlp_mnist.FAST_STEPS_PER_EXECUTION
     assert not experiment.variants["numpy"].uses_tensorflow and experiment.variants["numpy"].devices == ("cpu",)
+
+
+def test_the_implementation_and_fast_path_come_from_the_config():
+    from dlbench import registry
+
+    variants = registry.get("mlp_mnist").variants
+    assert {name: (variant.config.implementation, variant.config.numpy_fast_path)
+            for name, variant in variants.items()} == {
+        "numpy": ("numpy", False), "numpy_fast": ("numpy", True), "keras": ("keras", False),
+        "keras_fast": ("keras", False)}
+    with pytest.raises(ValueError, match="numpy_fast_path applies to implementation=numpy only"):
+        dataclasses.replace(mlp_mnist.Config(), implementation="keras", numpy_fast_path=True).validate()

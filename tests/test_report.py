@@ -44,15 +44,19 @@ def test_compare_ranks_on_the_declared_metric_and_averages_repeats(tmp_path):
     _record(tmp_path, "run3", "keras", 0.97)
     table = report.compare(tmp_path, "mlp_mnist")
     assert table["variant"].tolist() == ["keras", "numpy"]  # Higher is better for test_accuracy.
-    assert table["metric_mean"].tolist() == [0.96, 0.90] and table["runs"].tolist() == [2, 1]
+    assert table["metric_median"].tolist() == [0.96, 0.90] and table["runs"].tolist() == [2, 1]
     text = report.format_table(table)
-    assert "0.9600 ±0.0141" in text and text.splitlines()[0].startswith("variant")
+    assert "0.96 [0.95–0.97]" in text and text.splitlines()[1].startswith("variant")
+    assert text.splitlines()[0] == "machine: unknown machine (older record)"  # Records without a machine.
 
 
 def test_rows_imported_from_dlbench_0_1_get_their_headline_from_the_old_column():
     row = {"metric_value": None, "test_accuracy": 0.91, "extra_metrics": ""}
-    assert report.headline_value(row, "test_accuracy") == 0.91
-    assert report.headline_value({"metric_value": None, "extra_metrics": '{"dice": 0.8}'}, "dice") == 0.8
+    from dlbench import results
+
+    assert results.headline_value(row, "test_accuracy") == 0.91
+    assert results.headline_value({"metric_value": None, "extra_metrics": '{"dice": 0.8}'}, "dice") == 0.8
+    assert results.headline_value({"metric_value": float("nan")}, "dice") is None
 
 
 def test_the_run_table_fits_a_100_column_terminal(tmp_path):
@@ -74,6 +78,6 @@ def test_compare_shows_the_metrics_an_experiment_declares_beside_its_headline(tm
     table = report.compare(tmp_path, "autoencoder_mnist")
     assert table.loc[0, "anomaly_auc"] == pytest.approx(0.92) and table.loc[0, "psnr_gain"] == 7.0
     assert np.isnan(table.loc[0, "noisy_psnr"])  # Declared but absent from these rows: empty, not an error.
-    assert "anomaly_auc" in report.format_table(table).splitlines()[0]
-    header = report.markdown_table(table).splitlines()
+    assert "anomaly_auc" in report.format_table(table).splitlines()[1]
+    header = report.markdown_table(table).splitlines()[2:]
     assert "| anomaly_auc |" in header[0] and header[1].count("---") == header[0].count("|") - 1

@@ -74,7 +74,7 @@ def test_predict_without_a_saved_model_is_one_line_and_exit_2(tmp_path, capsys):
 def test_padding_does_not_change_a_prediction(variant):
     config = dataclasses.replace(sentiment_imdb.EXPERIMENT.variants[variant].config, vocabulary_size=50,
                                  sequence_length=30, embedding_dim=8, recurrent_units=4, hidden_units=4)
-    model = sentiment_imdb.build_model(config, variant)
+    model = sentiment_imdb.build_model(config)
     ids = np.array([[5, 9, 3, 17, 2, 0, 0, 0, 0, 0]], np.int64)
     padded = np.concatenate([ids, np.zeros((1, 15), np.int64)], axis=1)
     np.testing.assert_allclose(model(ids).numpy(), model(padded).numpy(), rtol=1e-5, atol=1e-6)
@@ -120,9 +120,9 @@ def test_a_vocabulary_with_odd_separators_saves_and_loads(tmp_path):
     texts = np.array(["good\u2028film", "bad\x85plot ok", "great\r\nacting", "awful\u00a0movie"] * 4, dtype=object)
     config = dataclasses.replace(sentiment_imdb.EXPERIMENT.variants["gru"].config, vocabulary_size=50,
                                  sequence_length=8, embedding_dim=4, recurrent_units=2)
-    vectorizer = sentiment_imdb.make_vectorizer(config, "gru", texts)
+    vectorizer = sentiment_imdb.make_vectorizer(config, texts)
     assert all(token == token.strip() and token for token in vectorizer.get_vocabulary()[1:])
-    model = sentiment_imdb.build_model(config, "gru")
+    model = sentiment_imdb.build_model(config)
     model(np.zeros((1, 8), np.int64))
     text_model = sentiment_imdb.export_model(vectorizer, model)
     text_model.save(tmp_path / "model.keras")
