@@ -45,6 +45,30 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpuinfo_fields() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} elsewhere)."""
+    fields = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+
+def cpu_generation() -> str:
+    """What the model name hides: "AMD EPYC" is the name of several generations (family 25 model 1 is
+    Milan, without AVX-512; family 25 model 17 is Genoa, with it), whose speeds differ by up to 2x."""
+    fields = _cpuinfo_fields()
+    flags = set(fields.get("flags", "").split())
+    isa = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "avx" if "avx" in flags else ""
+    family = f"family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields and "model" in fields else ""
+    return ", ".join(part for part in (family, isa) if part) or platform.machine()
+
+
 def memory_gib() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -91,6 +115,7 @@ def fingerprint() -> dict:
     """What makes two machines' timings comparable or not. The host name is hashed, not stored."""
     return {
         "cpu": cpu_model(),
+        "cpu_generation": cpu_generation(),
         "logical_cores": os.cpu_count(),
         "memory_gib": memory_gib(),
         "gpus": list(gpu_models()),
@@ -101,11 +126,12 @@ def fingerprint() -> dict:
 
 
 def label(facts: dict | None = None) -> str:
-    """The short name comparisons group by: the hardware only (CPU, cores, memory, GPUs), so runs on
-    two identical machines pool and runs on an AMD and an Intel processor never do."""
+    """The short name comparisons group by: the hardware only (CPU model and generation, cores, memory,
+    GPUs), so runs on two identical machines pool and runs on two processor generations never do."""
     facts = facts or fingerprint()
     memory = facts.get("memory_gib")
-    text = f"{facts.get('cpu')} x{facts.get('logical_cores')}" + (f", {memory:.0f} GiB" if memory else "")
+    generation = f" ({facts['cpu_generation']})" if facts.get("cpu_generation") else ""
+    text = f"{facts.get('cpu')}{generation} x{facts.get('logical_cores')}" + (f", {memory:.0f} GiB" if memory else "")
     gpus = facts.get("gpus") or []
     if gpus:
         text += ", " + " + ".join(f"{gpus.count(name)}x {name}" for name in dict.fromkeys(gpus))

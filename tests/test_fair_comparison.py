@@ -33,11 +33,14 @@ def _record(results_dir, run_id, value, machine_label="", hour=0, **fields):
 
 def test_the_fingerprint_names_the_hardware_and_the_label_groups_on_it():
     facts = machine.fingerprint()
-    assert {"cpu", "logical_cores", "memory_gib", "gpus", "os", "blas", "host_hash"} <= set(facts)
+    assert {"cpu", "cpu_generation", "logical_cores", "memory_gib", "gpus", "os", "blas", "host_hash"} <= set(facts)
     assert facts["logical_cores"] == os.cpu_count() and len(facts["host_hash"]) == 10
     assert machine.label({"cpu": "AMD EPYC", "logical_cores": 2, "memory_gib": 23.5, "gpus": []}) == "AMD EPYC x2, 24 GiB"
     assert machine.label({"cpu": "Xeon", "logical_cores": 16, "memory_gib": 128.0,
                           "gpus": ["NVIDIA H200"]}) == "Xeon x16, 128 GiB, 1x NVIDIA H200"
+    milan = {"cpu": "AMD EPYC", "cpu_generation": "family 25 model 1, avx2", "logical_cores": 2, "memory_gib": 23.5}
+    genoa = {**milan, "cpu_generation": "family 25 model 17, avx512"}
+    assert machine.label(milan) == "AMD EPYC (family 25 model 1, avx2) x2, 24 GiB" != machine.label(genoa)
 
 
 def test_records_of_two_machines_are_two_comparison_rows_never_one_pooled_cell(tmp_path):
