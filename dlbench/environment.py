@@ -45,7 +45,9 @@ def git_commit() -> str:
     try:
         commit = subprocess.run(["git", "-C", str(_PROJECT_ROOT), "rev-parse", "--short=12", "HEAD"],
                                 capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(_PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+        # The results directory changes with every run: only code and configuration make a checkout dirty.
+        dirty = subprocess.run(["git", "-C", str(_PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no",
+                                "--", ".", ":(exclude)results"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

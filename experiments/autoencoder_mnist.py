@@ -25,11 +25,10 @@ Variants, chosen by the config's `architecture` (what a variant is: --set refuse
 (784 -> 256 -> 128 -> m -> 128 -> 256 -> 784) and `conv` (stride-2 convolutions 32, 64 -> dense code
 of m -> mirrored transposed convolutions). Adam 1e-3, batch 128.
 
-Expected (full data, seed 0, 2 CPU cores shared with other training runs; `dlbench run autoencoder_mnist`):
-conv test MSE 0.0036, PSNR of the noisy input 11.0 dB -> denoised 21.0 dB (+10.0; the plain
-autoencoder alone: 13.2), anomaly AUC 0.971 for digit 0; dense 0.0069, 11.0 -> 18.9 dB (+7.9), AUC
-0.991. `dlbench study autoencoder_anomaly --set anomaly_epochs=10`: conv AUC from 0.835 (digit 8) to
-0.999 (digit 1), mean 0.947 (results/plots/autoencoder_anomaly.png).
+Measured figures (test MSE, PSNR gain, anomaly AUC per digit) are not typed here: README.md's
+"Figures measured here" and `dlbench compare autoencoder_mnist` generate them from the run records,
+with the machine, n, spread and contention of each row; results/plots/autoencoder_anomaly.png draws
+the study.
 """
 
 from __future__ import annotations

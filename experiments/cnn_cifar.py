@@ -21,10 +21,9 @@ The model is chosen by the config, never by the variant's name: `architecture` (
 and, for the wide model, `batch_norm` and `dropout`. These three name what a variant is, so --set
 refuses them: choose another variant instead.
 
-Expected (full data, seed 0, 2 AMD EPYC cores, no GPU; `dlbench run cnn_cifar --variants fc_sgd,fc_adam,lenet`):
-    test accuracy: fc_sgd 51.3 %, fc_adam 52.2 %, lenet 61.6 % (one run each)
-    seconds per epoch (steady): fc_sgd ~9, fc_adam ~13, lenet ~7; wide ~215 (an hour per wide
-    variant on the CPU: run those with DEVICES=gpu). Meant to reach >= 80 % (not yet measured, no GPU):
+Measured figures are not typed here: README.md's "Figures measured here" and `dlbench compare
+cnn_cifar` generate them from the run records (machine, n, spread, contention). The wide variants take
+about an hour each on 2 CPU cores: run them with DEVICES=gpu. Meant to reach >= 80 % (not yet measured):
     make experiment NAME=cnn_cifar VARIANTS=wide DEVICES=gpu SET="augmentation=true lr_schedule=cosine epochs=30"
 """
 
@@ -42,7 +41,7 @@ from dlbench.experiment import Experiment, Metric, Variant
 # and the runner's parent process read the declaration at the end of this file without paying
 # TensorFlow's start-up (seconds and 0.5 GB); the worker that trains imports them before its clocks start.
 DATASET = "cifar10"
-# Printed by the runner before a CPU run starts (measured on 2 AMD EPYC cores, see the docstring).
+# Printed by the runner before a CPU run starts (an order of magnitude, from the wide rows in results/).
 _WIDE_ON_CPU = ("about 3.5 minutes per epoch on 2 idle CPU cores, 15 epochs by default (about an hour); "
                 "use DEVICES=gpu, or VARIANTS=fc_sgd,fc_adam,lenet for a quick CPU run")
 

@@ -23,12 +23,10 @@ headline metric is the mean score per game with the greedy policy (cheese x 0.5 
 this game, which reports 13.1). The `parallel_games` games of a round are logged together, as one
 history entry with their mean score (seconds per episode = the round's time / parallel_games).
 
-Expected (2 AMD EPYC cores, seed 0, defaults = 160 training games, `dlbench run dqn_mouse`):
-    greedy mean score / with epsilon 0.1: random -3.6, dense 13.2 / 16.0, conv 15.5 / 17.5,
-    conv_egreedy 14.5 / 17.7 (seeds 0-2: greedy 13.1-14.5, epsilon 0.1 17.4-17.7); about 10 s and
-    3,800 environment steps/s per convolutional agent. Longer training lowered the greedy score
-    (320 games: 10.2-13.8, 800: 8.8) while the epsilon-0.1 score stayed at 14-17: a memoryless greedy
-    mouse loops once everything in view has been visited, and the loops grow with training.
+Measured figures (greedy and epsilon-0.1 scores per agent, seconds, environment steps/s) are not
+typed here: README.md's "Figures measured here" and `dlbench compare dqn_mouse` generate them from the
+run records. Longer training was seen to lower the greedy score while the epsilon-0.1 score held: a
+memoryless greedy mouse loops once everything in view has been visited, and the loops grow with training.
 """
 
 from __future__ import annotations

@@ -23,11 +23,9 @@ Variants, chosen by the config's `architecture` (what a variant is: --set refuse
   channels, batch norm, leaky ReLU), a 3x3 convolution to one tanh channel; D two stride-2
   convolutions (32, 64), dropout.
 
-Expected (full data, seed 0, 2 CPU cores shared with another training run; `dlbench run gan_mnist`):
-dcgan FCD 24.9 (real training digits 0.57, noise 279), is_ratio 0.75 (IS 7.29 against 9.75 for the
-test digits), every digit 7-13 % of the samples, 12 epochs of 5-7 minutes (71 minutes); is_ratio
-rose 0.40, 0.63, 0.65, 0.69 over epochs 1-4 and 0.72-0.75 over epochs 8-12.
-gan_dense (30 epochs, 47 minutes): FCD 16.3, is_ratio 0.82 (IS 8.03), every digit 7.8-12.0 %: the dense GAN beats this small DCGAN.
+Measured figures (FCD, is_ratio, class shares, per-epoch curves) are not typed here: README.md's
+"Figures measured here" and `dlbench compare gan_mnist` generate them from the run records, with the
+machine and contention of each row (the committed rows shared the cores with other trainings).
 """
 
 from __future__ import annotations

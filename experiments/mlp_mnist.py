@@ -20,9 +20,9 @@ momentum, adam), l2, dropout, early_stopping_patience, train_subset, split. A ru
 NaN or infinite stops and ends normally with diverged=1; one whose last training loss is no better
 than guessing (ln 10) ends with failed_to_learn=1 (dead ReLUs at a too-large learning rate).
 
-Expected (full MNIST, seed 0, 2 AMD EPYC cores, no GPU; `dlbench run mlp_mnist`):
-    test accuracy 94.6-94.9 % for every variant (learning_rate=0.1: 97.1-97.5 % over 17 seeds)
-    seconds per epoch: numpy_fast ~0.23, numpy ~0.3, keras ~1.5, keras_fast ~0.55
+Measured figures (test accuracy and seconds per epoch of each variant) are not typed here: README.md's
+"Figures measured here" and `dlbench compare mlp_mnist` generate them from the run records, one table
+per machine with n, spread and contention.
 """
 
 from __future__ import annotations

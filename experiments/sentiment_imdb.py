@@ -21,11 +21,9 @@ and `bert_gru` (a frozen pretrained BERT encoder + GRU head, via keras-hub; pret
 be downloaded without internet: a local preset directory is needed, else the run is `skipped`).
 Padding is masked (`mask_zero=True`), so recurrent layers and attention never read it.
 
-Expected (full data, seed 0, 2 AMD EPYC cores, one run each; `dlbench run sentiment_imdb`): test
-accuracy gru 86.2 %, lstm 86.5 %, bigru 86.7 %, bow_bigrams 88.7 %, transformer 85.7 %, simple_rnn
-70.2 % (77.0 % in an earlier run: it is unstable); 0.3-8 minutes per variant (early stopping after
-2-4 epochs). The course's probe sentences with the gru variant: "This film is terrible" 0.12,
-"This film is great" 0.77 (the transformer: 0.001 / 0.999).
+Measured figures (test accuracy per variant, probe sentences) are not typed here: README.md's
+"Figures measured here" and `dlbench compare sentiment_imdb` generate them from the run records, one
+table per machine with n, spread and contention. simple_rnn is unstable from seed to seed.
 """
 
 from __future__ import annotations

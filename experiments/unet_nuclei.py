@@ -32,14 +32,11 @@ Defaults (the same for every variant but the loss): depth 3, 16 base filters (48
 batch 16 of 128x128 crops, 12 epochs of 800 crops (9,600 crops, about 3 passes over the training
 pixels), Adam 1e-3 with cosine decay, XLA off: aimed at 7-10 minutes per variant on 2 idle cores (not
 measured idle); "images/s" in the rows counts 128x128 training crops per second.
-Expected (full data, seed 0, one run each, 2 Intel Xeon cores shared with another training run, so the
-times are up to ~2x inflated; `dlbench run unet_nuclei`): test Dice all pixels / mean per image,
-instance F1 at IoU 0.5 (recall), train minutes:
-    bce 0.954 / 0.935, F1 0.798 (0.73), 19.4 min  |  bce_dice 0.955 / 0.938, F1 0.799 (0.73), 20.2 min
-    dice 0.955 / 0.937, F1 0.792 (0.72), 14.7 min  |  boundary 0.940 / 0.923, F1 0.869 (0.87), 13.5 min
-The boundary weights trade 1.5 points of Dice for 7 points of instance F1: they separate touching nuclei
-(the others merge them: 2,678-2,700 components for 3,255 test nuclei; boundary 3,253). Thresholds
-chosen on validation: 0.57-0.74 for pixels, 0.80-0.90 for instances.
+Measured figures (Dice, IoU, AP, instance precision/recall/F1, minutes) are not typed here: README.md's
+"Figures measured here" and `dlbench compare unet_nuclei` generate them from the run records (the
+committed rows shared the cores with another training: their times are inflated and flagged). The
+boundary weights trade some pixel Dice for instance F1: they separate touching nuclei, which the region
+losses merge.
 """
 
 from __future__ import annotations
