@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from dlbench import results
+from dlbench import legacy_import, results
 
 TRICKY = "comma, \"quote\"\nnewline, ünïcode"
 
@@ -257,7 +257,7 @@ def test_4_damaged_header_keeps_every_old_value(tmp_path, capsys):
                           _legacy_row("old-3", "t3")])
     damaged = "alpha,beta,gamma\n" + original.split("\n", 1)[1]
     _write_legacy(tmp_path, damaged)
-    assert results.import_legacy_csv(tmp_path, "x") == 0
+    assert legacy_import.import_legacy_csv(tmp_path, "x") == 0
     warning = capsys.readouterr().err
     assert warning.count("\n") == 1 and warning.startswith("dlbench: warning: ") and "x.csv" in warning
     [unparsed] = _unparsed_files(tmp_path)
@@ -390,17 +390,17 @@ def test_9_legacy_csv_import_renames_keeps_unknown_columns_and_never_duplicates(
     original = _csv_text([_legacy_row("old-1", "2024-01-01", error=TRICKY),
                           _legacy_row("old-2", "2024-01-02", accuracy="")])
     _write_legacy(tmp_path, original)
-    assert results.import_legacy_csv(tmp_path, "x") == 2
-    assert results.import_legacy_csv(tmp_path, "x") == 0
+    assert legacy_import.import_legacy_csv(tmp_path, "x") == 2
+    assert legacy_import.import_legacy_csv(tmp_path, "x") == 0
     (results.runs_dir(tmp_path, "x") / ".csv-imported").unlink()  # Even forced again: no duplicates.
-    assert results.import_legacy_csv(tmp_path, "x") == 0
+    assert legacy_import.import_legacy_csv(tmp_path, "x") == 0
     records = results.read_records(tmp_path, "x")
     assert [r["run_id"] for r in records] == ["old-1", "old-2"]
     first = records[0]
     assert first["units_run"] == 3 and first["time_first_unit_s"] == 1.5 and first["time_steady_unit_s"] == 0.25
     assert first["throughput"] == 1234.5 and first["test_accuracy"] == 0.5 and first["repeat"] == 0
     assert first["old_column"] == "kept" and first["imported_from"] == "x.csv" and first["error"] == TRICKY
-    assert not set(results.LEGACY_RENAMES) & set(first)
+    assert not set(legacy_import.LEGACY_RENAMES) & set(first)
     assert records[1]["test_accuracy"] is None
     assert (tmp_path / "x.csv.pre-v2").read_text() == original
     _run(tmp_path, "new", "2024-02-01")
@@ -419,7 +419,7 @@ def test_9_fresh_results_dir_marks_import_done_before_the_first_csv(tmp_path):
     _run(tmp_path, "a")
     assert (results.runs_dir(tmp_path, "x") / ".csv-imported").exists()
     assert not (tmp_path / "x.csv.pre-v2").exists()
-    assert results.import_legacy_csv(tmp_path, "x") == 0
+    assert legacy_import.import_legacy_csv(tmp_path, "x") == 0
     assert [r["run_id"] for r in results.read_records(tmp_path, "x")] == ["a"]
 
 
