@@ -88,7 +88,7 @@ def _run_specs(specs, arguments) -> int:
         from dlbench import cluster
 
         return cluster.run_all(specs, address=arguments.address, cpus_per_run=arguments.cpus_per_run,
-                               gpus_per_run=arguments.gpus_per_run)
+                               gpus_per_run=arguments.gpus_per_run, concurrent=arguments.concurrent)
     return runner.run_all(specs, concurrent=arguments.concurrent)
 
 

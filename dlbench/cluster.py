@@ -39,7 +39,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from dlbench import progress, results, runner
+from dlbench import machine, progress, results, runner
 
 INSTALL_HINT = "pip install 'dlbench[cluster]'"
 # After Ctrl-C, how long a worker may take to write its 'interrupted' record (as in runner.execute).
@@ -70,25 +70,29 @@ def import_ray():
 
 
 def run_all(specs: list[runner.RunSpec], address: str | None = None, cpus_per_run: int | None = None,
-            gpus_per_run: float | None = None, node_local_results: bool = False) -> int:
+            gpus_per_run: float | None = None, node_local_results: bool = False, concurrent: bool = False) -> int:
     """Execute every spec as a Ray task; return 0 if all succeeded, 1 if any failed, 130 on Ctrl-C.
 
     ``address``: a running cluster's (``ray start --head`` prints it); None starts a Ray instance on
     this machine. ``cpus_per_run`` defaults to all the CPUs of the largest node, ``gpus_per_run`` to 1
     for GPU runs. ``node_local_results``: the workers never write into the driver's results directory,
-    even where they could (tests use it to simulate a cluster without a shared filesystem)."""
+    even where they could (tests use it to simulate a cluster without a shared filesystem). A Ray
+    instance started here measures on this machine: it holds the machine-wide measurement lock, as
+    `dlbench run` does, unless ``concurrent``."""
     ray = import_ray()
     results.check_results_dir(specs[0].results_dir)  # Before anything runs: writable, free space.
-    specs = [_with_absolute_paths(spec) for spec in specs]
-    started_here = connect(ray, address)
-    try:
-        cpus, gpus, largest_node_cpus = check_resources(ray, specs, cpus_per_run, gpus_per_run)
-        _print_plan(ray, specs, cpus, gpus, largest_node_cpus)
-        with results_marker(specs[0].results_dir, enabled=not node_local_results) as marker:
-            failures = _run_tasks(ray, specs, cpus, gpus, marker)
-    finally:
-        if started_here:
-            ray.shutdown()
+    specs = [dataclasses.replace(_with_absolute_paths(spec), concurrent=concurrent or spec.concurrent)
+             for spec in specs]
+    with machine.exclusive(enabled=address is None and not concurrent):
+        started_here = connect(ray, address)
+        try:
+            cpus, gpus, largest_node_cpus = check_resources(ray, specs, cpus_per_run, gpus_per_run)
+            _print_plan(ray, specs, cpus, gpus, largest_node_cpus)
+            with results_marker(specs[0].results_dir, enabled=not node_local_results) as marker:
+                failures = _run_tasks(ray, specs, cpus, gpus, marker)
+        finally:
+            if started_here:
+                ray.shutdown()
     runner.print_table_of(specs)
     if failures is None:
         return 130

@@ -25,3 +25,12 @@ def roc_auc(labels, scores) -> float:
     if not positives or not negatives:
         return float("nan")
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def precision_recall_f1(true_positive, predicted_positive, actual_positive) -> dict[str, float]:
+    """Precision, recall and F1 from counts (0 where a denominator is 0, never a division error):
+    the same three numbers for sentiment labels, anomaly flags, nucleus pixels and nucleus instances."""
+    precision = float(true_positive) / max(float(predicted_positive), 1.0)
+    recall = float(true_positive) / max(float(actual_positive), 1.0)
+    f1 = 2 * float(true_positive) / max(float(predicted_positive) + float(actual_positive), 1.0)
+    return {"precision": precision, "recall": recall, "f1": f1}

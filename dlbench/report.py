@@ -17,7 +17,7 @@ import pandas as pd
 
 from dlbench import machine, registry, results
 
-def load_results(results_dir, experiment: str) -> pd.DataFrame:
+def load_results(results_dir, experiment: str, judge_overlaps: bool = True) -> pd.DataFrame:
     """Every record of the experiment as one typed frame, oldest first: each column parsed by its type in
     ``results.KINDS`` (the one list), the headline metric read by ``results.headline_value``, plus what
     every table needs: ``co2_g``, ``config_diff`` (what departs from the variant's defaults),
@@ -27,7 +27,8 @@ def load_results(results_dir, experiment: str) -> pd.DataFrame:
         raise FileNotFoundError(f"no results for '{experiment}' yet (no run records in "
                                 f"{results.runs_dir(results_dir, experiment)}); run: dlbench run {experiment}")
     metric = registry.get(experiment).metric
-    overlaps = overlap_shares(results_dir)
+    # Reading every record of every experiment costs time: the table at the end of a run skips it.
+    overlaps = overlap_shares(results_dir) if judge_overlaps else {}
     for record in records:
         record["metric_value"] = results.headline_value(record, metric.name)
         record["metric"] = record.get("metric") or metric.name
@@ -317,27 +318,6 @@ def format_table(table: pd.DataFrame) -> str:
     for label, rows in shown.groupby("machine", sort=False):
         blocks.append(f"machine: {label}\n" + render(rows.drop(columns="machine"), left=("variant", "flags", "config")))
     return "\n\n".join(blocks)
-
-
-def run_table(results_dir, experiment: str, run_ids: list[str]) -> str:
-    """A narrow table (under 100 columns) of the given runs: what `dlbench run` prints at its end."""
-    frame = load_results(results_dir, experiment)
-    frame = frame[frame["run_id"].isin(run_ids)]
-    if frame.empty:
-        return ""
-    metric = frame["metric"].iloc[-1]
-    unit = frame["progress_unit"].iloc[-1] or "unit"
-    shown = pd.DataFrame({
-        "variant": frame["variant"], "device": frame["device"], "status": frame["status"],
-        metric: frame["metric_value"].map(lambda v: _text(v, "{:.4f}")),
-        f"s/{unit}": frame["time_steady_unit_s"].map(lambda v: _text(v, "{:.3f}")),
-        "total s": frame["time_total_s"].map(lambda v: _text(v, "{:.1f}")),
-        "kWh": frame["energy_kwh"].map(lambda v: _text(v, "{:.2g}")),
-        "g CO2": (frame["co2_kg"] * 1000).map(lambda v: _text(v, "{:.2g}")),
-        "forecast": frame["forecast_time_error"].map(lambda v: _text(100 * v, "{:+.0f}%")),
-        "data": frame["dataset_source"],
-    })
-    return render(shown, left=("variant", "data"))
 
 
 def markdown_table(table: pd.DataFrame) -> str:

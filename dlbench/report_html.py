@@ -54,6 +54,12 @@ SAMPLE_LEGEND = (f"{SAMPLE_MARK} sample data: ran on the small sample shipped wi
 # unreadable), so this flag is the rule today; energy_method says which part.
 ESTIMATE_LEGEND = (f"{ESTIMATE_MARK} estimated energy: part of the energy is an estimate, not a measurement "
                    f"(energy method says which part: RAM from the memory size, CPU from load x TDP without RAPL)")
+FLAGS_LEGEND = ("Comparisons are per machine, never pooled; n is the runs summed up (contended runs left out "
+                "of a row that has clean ones), the headline and steady time show median [min–max]. Flags: "
+                "contended: other processes used over 10 % of the CPU meanwhile (measured, or for older "
+                "records an overlap with other recorded runs): its times are slowed and its energy includes "
+                "theirs; noisy: steady time spread (max − min) over 10 % of its median; concurrent: run with "
+                "--concurrent or sharing a Ray node")
 DEVICE_COLOURS = {"cpu": "tab:blue", "gpu": "tab:orange"}
 
 
@@ -223,8 +229,9 @@ def throughput_text(value, unit: str) -> str:
 
 
 def speedups(frame: pd.DataFrame) -> pd.DataFrame:
-    """CPU time / GPU time, per steady unit and for the whole run, for every (variant, config
-    difference, data source) that ran successfully on both (means over repeats); > 1: the GPU is faster.
+    """CPU time / GPU time, per steady unit and for the whole run, for every (machine, variant, config
+    difference, data source) that ran successfully on both, uncontended (medians over repeats); > 1: the
+    GPU is faster.
     The data source is part of the key: a sample run is no like-for-like partner of a full run."""
     ok = frame[(frame["status"] == results.STATUS_OK) & ~frame["contended"]]
     keys = ["machine", "variant", "config_diff", "dataset_source"]  # CPU and GPU of the same machine only.
@@ -546,6 +553,7 @@ table { border-collapse: collapse; font-size: 0.82rem; white-space: nowrap; }
 th, td { padding: 0.25rem 0.55rem; border-bottom: 1px solid #e2e2e2; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 tr.sample td { background: #fff4d6; }
+tr.contended td { background: #fde4e1; }
 .legend, .note { font-size: 0.88rem; color: #444; }
 figure { margin: 1rem 0; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
@@ -564,7 +572,7 @@ def render_html(built: Report) -> str:
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              '<title>dlbench report</title>', f'<style>{STYLE}</style>', '</head>', '<body>', '<main>',
              '<h1>dlbench report</h1>', f'<p>{_escape(built.summary)}</p>', _html_contents(built),
-             f'<p class="legend">{_escape(SAMPLE_LEGEND)}<br>{_escape(ESTIMATE_LEGEND)}<br>'
+             f'<p class="legend">{_escape(FLAGS_LEGEND)}.<br>{_escape(SAMPLE_LEGEND)}<br>{_escape(ESTIMATE_LEGEND)}<br>'
              f'{_escape(NOT_REACHED)}: the run has a target but never reached it; {_escape(NO_TARGET)}: '
              f'no target recorded (rows imported from dlbench 0.1).</p>']
     parts += [_html_section(section) for section in built.experiments]
@@ -649,7 +657,7 @@ def compact_png(path: Path) -> bytes:
 
 def render_markdown(built: Report, results_dir: Path) -> str:
     lines = ["# dlbench report", "", built.summary, "",
-             f"{SAMPLE_LEGEND}.  ", f"{ESTIMATE_LEGEND}.  ",
+             f"{FLAGS_LEGEND}.  ", f"{SAMPLE_LEGEND}.  ", f"{ESTIMATE_LEGEND}.  ",
              f"{NOT_REACHED}: the run has a target but never reached it; {NO_TARGET}: no target recorded "
              f"(rows imported from dlbench 0.1).", "",
              "`results/report.html` is the same report as one self-contained page (figures embedded).", ""]

@@ -237,13 +237,45 @@ def run_all(specs: list[RunSpec], concurrent: bool = False) -> int:
 
 
 def print_table_of(specs: list[RunSpec]) -> None:
-    """The comparison table of the runs just made (never fatal: the records are already safe)."""
-    from dlbench import report
-
+    """The table of the runs just made (never fatal: the records are already safe)."""
     try:
-        table = report.run_table(specs[0].results_dir, specs[0].experiment, [spec.run_id for spec in specs])
+        table = run_table(specs[0].results_dir, specs[0].experiment, [spec.run_id for spec in specs])
     except Exception as error:  # noqa: BLE001 - a display problem must not turn a good run into a failure.
         print(f"[dlbench] (no table: {error})", file=sys.stderr)
         return
     if table:
         print("\n" + table + "\n", flush=True)
+
+
+def run_table(results_dir, experiment: str, run_ids: list[str]) -> str:
+    """A narrow table (under 100 columns) of the given runs, read from their records alone: no pandas
+    and no other record is loaded, so printing it costs milliseconds, not the half second pandas takes."""
+    records = []
+    for run_id in run_ids:
+        try:
+            records.append(json.loads(results.record_path(results_dir, experiment, run_id).read_text()))
+        except (OSError, ValueError):
+            continue
+    if not records:
+        return ""
+
+    def number(value, pattern: str) -> str:
+        return pattern.format(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+
+    unit = records[-1].get("progress_unit") or "unit"
+    header = ["variant", "device", "status", records[-1].get("metric") or "metric", f"s/{unit}", "total s", "kWh",
+              "g CO2", "forecast", "other CPU", "data"]
+    rows = [[record.get("variant", ""), record.get("device", ""), record.get("status", ""),
+             number(record.get("metric_value"), "{:.4f}"), number(record.get("time_steady_unit_s"), "{:.3f}"),
+             number(record.get("time_total_s"), "{:.1f}"), number(record.get("energy_kwh"), "{:.2g}"),
+             number(1000 * record["co2_kg"] if isinstance(record.get("co2_kg"), (int, float)) else None, "{:.2g}"),
+             number(100 * record["forecast_time_error"] if isinstance(record.get("forecast_time_error"), (int, float))
+                    else None, "{:+.0f}%"),
+             number(100 * record["cpu_other_share"] if isinstance(record.get("cpu_other_share"), (int, float))
+                    else None, "{:.0f}%") + (" contended" if record.get("contended") else ""),
+             record.get("dataset_source", "")] for record in records]
+    widths = [max(len(str(line[column])) for line in [header, *rows]) for column in range(len(header))]
+    left = {0, 2, len(header) - 2, len(header) - 1}  # Text columns; numbers are right-aligned.
+    return "\n".join(" ".join(str(cell).ljust(width) if column in left else str(cell).rjust(width)
+                               for column, (cell, width) in enumerate(zip(line, widths))).rstrip()
+                      for line in [header, *rows])

@@ -39,7 +39,7 @@ from typing import Literal
 import numpy as np
 
 from dlbench.experiment import Experiment, Metric, Variant
-from dlbench.metrics import roc_auc
+from dlbench.metrics import precision_recall_f1, roc_auc
 
 DATASET = "mnist"
 MODEL_FILE = "autoencoder.keras"
@@ -186,12 +186,8 @@ def detection_metrics(is_anomaly, scores, threshold: float) -> dict[str, float]:
     """ROC AUC of the scores, and precision / recall / F1 / false-positive rate at the threshold."""
     is_anomaly = np.asarray(is_anomaly, dtype=bool)
     flagged = np.asarray(scores) > threshold
-    true_positive = np.sum(flagged & is_anomaly)
-    precision = true_positive / max(flagged.sum(), 1)
-    recall = true_positive / max(is_anomaly.sum(), 1)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"anomaly_auc": roc_auc(is_anomaly, scores), "anomaly_precision": float(precision),
-            "anomaly_recall": float(recall), "anomaly_f1": float(f1),
+    counts = precision_recall_f1(np.sum(flagged & is_anomaly), flagged.sum(), is_anomaly.sum())
+    return {"anomaly_auc": roc_auc(is_anomaly, scores), **{f"anomaly_{name}": value for name, value in counts.items()},
             "anomaly_false_positive_rate": float(np.sum(flagged & ~is_anomaly) / max((~is_anomaly).sum(), 1)),
             "anomaly_threshold": float(threshold)}
 
@@ -268,7 +264,6 @@ def run(config: Config, variant: str, record) -> None:
             reconstructed = reconstruct(model, x_test)
             test_mse = float(np.mean((reconstructed - x_test) ** 2))
             plain_on_noisy = reconstruct(model, noisy["test"])
-        record.set(test_loss=test_mse)
         record.add_metrics(test_mse=test_mse, test_psnr=float(psnr(x_test, reconstructed).mean()),
                            plain_autoencoder_on_noisy_psnr=float(psnr(x_test, plain_on_noisy).mean()))
         shown["reconstructed"] = reconstructed[:SHOWN_DIGITS]

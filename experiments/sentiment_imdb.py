@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 
 from dlbench.experiment import Experiment, Metric, Variant
-from dlbench.metrics import roc_auc
+from dlbench.metrics import precision_recall_f1, roc_auc
 
 # Keras and TensorFlow are imported inside the functions that use them.
 DATASET = "imdb"
@@ -269,13 +269,8 @@ def classification_metrics(labels, probabilities) -> dict[str, float]:
     scores above a negative one, ties counting half)."""
     labels = np.asarray(labels).astype(bool)
     predicted = np.asarray(probabilities).ravel() >= 0.5
-    true_positive = np.sum(predicted & labels)
-    precision = true_positive / max(np.sum(predicted), 1)
-    recall = true_positive / max(np.sum(labels), 1)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    auc = roc_auc(labels, probabilities)
-    return {"accuracy": float(np.mean(predicted == labels)), "precision": float(precision),
-            "recall": float(recall), "f1": float(f1), "roc_auc": float(auc)}
+    counts = precision_recall_f1(np.sum(predicted & labels), np.sum(predicted), np.sum(labels))
+    return {"accuracy": float(np.mean(predicted == labels)), **counts, "roc_auc": float(roc_auc(labels, probabilities))}
 
 
 def export_model(vectorizer, model):

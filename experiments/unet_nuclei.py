@@ -48,6 +48,7 @@ from typing import Literal
 import numpy as np
 
 from dlbench.experiment import Experiment, Metric, Variant
+from dlbench.metrics import precision_recall_f1
 
 # Keras and TensorFlow are imported inside the functions that use them: `dlbench list` and the
 # runner's parent read the declaration at the end of this file without TensorFlow's start-up.
@@ -314,11 +315,12 @@ def confusion_at(positive: np.ndarray, negative: np.ndarray, threshold: float) -
     first = int(round(threshold * HISTOGRAM_BINS))
     tp, fp = int(positive[first:].sum()), int(negative[first:].sum())
     fn, tn = int(positive[:first].sum()), int(negative[:first].sum())
+    counts = precision_recall_f1(tp, tp + fp, tp + fn)  # Dice is the pixels' F1.
     return {
         "accuracy": (tp + tn) / max(tp + tn + fp + fn, 1),
-        "precision": tp / max(tp + fp, 1),
-        "recall": tp / max(tp + fn, 1),
-        "dice": 2 * tp / max(2 * tp + fp + fn, 1),
+        "precision": counts["precision"],
+        "recall": counts["recall"],
+        "dice": counts["f1"],
         "iou": tp / max(tp + fp + fn, 1),
     }
 
@@ -380,8 +382,7 @@ def instance_scores(counts: list[dict]) -> dict[str, float]:
     """Precision, recall, F1 and mean matched IoU from the match counts of several images."""
     matched = sum(count["matched"] for count in counts)
     true, predicted = sum(count["true"] for count in counts), sum(count["predicted"] for count in counts)
-    return {"precision": matched / max(predicted, 1), "recall": matched / max(true, 1),
-            "f1": 2 * matched / max(true + predicted, 1),
+    return {**precision_recall_f1(matched, predicted, true),
             "mean_iou": sum(count["matched_iou"] for count in counts) / max(matched, 1),
             "true": true, "predicted": predicted}
 
@@ -540,7 +541,6 @@ def run(config: Config, variant: str, record) -> None:
         instance_threshold=float(instance_threshold), nuclei_true=instances["true"],
         nuclei_predicted=instances["predicted"], instance_f1_t050=instances_half["f1"],
     )
-    record.set(test_accuracy=at_best["accuracy"])
 
     title = f"unet_nuclei {variant} ({dataset.source} data, {len(x_test)} test images)"
     plot_pr_curve(record.artifact_path(PR_CURVE_FILE), curve,

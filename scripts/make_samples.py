@@ -64,7 +64,7 @@ def make_cifar10(data_dir: Path):
 # sample loads without allow_pickle. All reviews are eligible: no length cap. Whole random reviews give
 # about 3.3 MB of text, 1.33 MB compressed, under the 1.5 MB limit. If a redraw ever exceeds it, set
 # IMDB_MAX_CHARS (draw among reviews shorter than that, still balanced and seeded) and say so in
-# dlbench/data.py's IMDB_SAMPLE_NOTE, which becomes the rows' dataset_origin.
+# dlbench/data/imdb.py's IMDB_SAMPLE_NOTE, which becomes the rows' dataset_origin.
 IMDB_MAX_CHARS = None
 IMDB_SAMPLE_LIMIT_BYTES = 1_500_000
 

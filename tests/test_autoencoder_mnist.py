@@ -98,3 +98,46 @@ def test_anomaly_only_run_logs_the_one_class_epochs(run_in_process):
                                   normal_digit=1)
     assert row.status == "ok" and row.units_run == 2 and row.metric_value is None
     assert metrics["normal_digit"] == 1 and "test_mse" not in metrics and 0 <= metrics["anomaly_auc"] <= 1
+
+
+def test_ctrl_c_during_the_denoising_training_leaves_an_interrupted_record(tmp_path, monkeypatch):
+    """The denoiser is the run's second model (its epochs are no progress units): a Ctrl-C there used
+    to be unprotected. Now it is deferred to the end of the epoch and the record says interrupted."""
+    import io
+    import json
+    import signal
+
+    import keras
+
+    from dlbench import data, progress, registry, results, tracking
+
+    class CtrlCAtFirstBatch(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0 and not tracking.STOP.requested:
+                signal.raise_signal(signal.SIGINT)
+
+    original_train = autoencoder_mnist.train
+    trainings = []
+
+    def train_and_interrupt_the_denoiser(model, inputs, targets, validation, epochs, config, callbacks=()):
+        trainings.append(epochs)
+        extra = [CtrlCAtFirstBatch()] if len(trainings) == 2 else []  # The second training: denoising.
+        original_train(model, inputs, targets, validation, epochs, config, [*callbacks, *extra])
+
+    monkeypatch.setattr(autoencoder_mnist, "train", train_and_interrupt_the_denoiser)
+    experiment = registry.get("autoencoder_mnist")
+    config = dataclasses.replace(experiment.variants["dense"].config, epochs=3, hidden_units=16, code_size=4)
+    row = results.ResultRow(run_id="ctrl-c", experiment="autoencoder_mnist", variant="dense", device="cpu")
+    quiet = progress.Progress("t", "epoch", stream=io.StringIO(), interactive=False)
+    previous = signal.signal(signal.SIGINT, tracking.STOP.on_interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with tracking.track(row, experiment, tmp_path, data.DataOptions(allow_download=False),
+                                tracking.EnergyTracker("FRA", "cpu", enabled=False), progress=quiet) as record:
+                experiment.run(config, "dense", record)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        tracking.STOP.requested = False
+    written = json.loads(results.record_path(tmp_path, "autoencoder_mnist", "ctrl-c").read_text())
+    assert written["status"] == "interrupted" and len(trainings) == 2  # Stopped in the denoising training.
+    assert "train_denoising" in json.loads(written["phase_times"]) and written["units_run"] == 3

@@ -108,7 +108,7 @@ def test_wrong_shapes_dtypes_or_labels_are_data_errors(tmp_path, key, change, re
 @pytest.mark.parametrize("name", ["mnist", "imdb"])
 def test_damaged_shipped_sample_says_to_reinstall(tmp_path, monkeypatch, name):
     (tmp_path / f"{name}_sample.npz").write_bytes(b"PK\x03\x04 not really a zip")
-    monkeypatch.setattr(data, "sample_path", lambda file_name: tmp_path / file_name)
+    monkeypatch.setattr(data.common, "sample_path", lambda file_name: tmp_path / file_name)
     with pytest.raises(data.DataError, match=f"cannot read {name} data from .*{name}_sample.npz: .*reinstall") as error:
         data.load(name, data.DataOptions(allow_download=False))
     assert "\n" not in str(error.value)

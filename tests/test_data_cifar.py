@@ -47,7 +47,7 @@ def test_data_dir_file_is_decoded_cached_and_reused(jpeg_data_dir, tmp_path, mon
     def no_decoding(path):
         raise AssertionError("decoded again instead of using the cache")
 
-    monkeypatch.setattr(data, "_decode_cifar10_jpeg_npz", no_decoding)
+    monkeypatch.setattr(data.cifar10, "_decode_cifar10_jpeg_npz", no_decoding)
     second = data.load("cifar10", options)
     assert "decoded cache" in second.origin
     np.testing.assert_array_equal(second.x_train, first.x_train)
@@ -85,7 +85,7 @@ def test_unwritable_cache_warns_and_still_loads(jpeg_data_dir, tmp_path, monkeyp
 def test_keras_copy_is_used_without_a_data_dir_and_labels_are_flattened(monkeypatch):
     import keras
 
-    sample = data._decode_cifar10_jpeg_npz(data.sample_path("cifar10_sample.npz"))
+    sample = data.cifar10._decode_cifar10_jpeg_npz(data.sample_path("cifar10_sample.npz"))
     # Keras returns labels as (N, 1) uint8; the loader must hand out (N,).
     keras_shaped = ((sample["x_train"], sample["y_train"].reshape(-1, 1).astype(np.uint8)),
                     (sample["x_test"], sample["y_test"].reshape(-1, 1).astype(np.uint8)))

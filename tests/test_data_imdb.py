@@ -133,7 +133,7 @@ def _imdb_load_error(directory) -> str:
     message = str(error.value)
     assert not isinstance(error.value, data.DataUnavailableError)
     assert message.startswith(f"cannot read imdb data from {directory / data.IMDB_FILE}: ")
-    assert "\n" not in message and message.endswith(data._DATA_DIR_FIX)
+    assert "\n" not in message and message.endswith(data.common._DATA_DIR_FIX)
     return message
 
 

@@ -61,9 +61,13 @@ def test_rows_imported_from_dlbench_0_1_get_their_headline_from_the_old_column()
 
 def test_the_run_table_fits_a_100_column_terminal(tmp_path):
     _record(tmp_path, "run1", "keras_fast", 0.9485, time_steady_unit_s=0.55, time_total_s=11.7,
-            energy_kwh=7.6e-5, co2_kg=4.3e-6, forecast_time_error=-0.031, progress_unit="epoch")
-    table = report.run_table(tmp_path, "mlp_mnist", ["run1"])
+            energy_kwh=7.6e-5, co2_kg=4.3e-6, forecast_time_error=-0.031, progress_unit="epoch",
+            cpu_other_share=0.012)
+    from dlbench import runner
+
+    table = runner.run_table(tmp_path, "mlp_mnist", ["run1"])
     assert "keras_fast" in table and "0.9485" in table and "-3%" in table and "s/epoch" in table
+    assert "1%" in table.splitlines()[1]  # What other processes used of the CPU meanwhile.
     assert max(len(line) for line in table.splitlines()) < 100
 
 

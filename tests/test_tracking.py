@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from dlbench import data, progress, results, tracking
+from dlbench import data, progress, registry, results, tracking
 from dlbench.experiment import Experiment, Metric, Variant
 from experiments.mlp_mnist import Config as MlpConfig
 
@@ -197,3 +197,37 @@ def test_codecarbon_measures_says_how_and_the_forecast_is_checked(tmp_path):
     assert row.forecast_kwh > 0 and row.forecast_kwh_error is not None and row.forecast_time_error is not None
     settings = json.loads(row.energy_settings)
     assert settings["country_iso_code"] == "FRA" and settings["gpu_ids"] == []
+
+
+def test_precision_recall_f1_from_counts():
+    from dlbench.metrics import precision_recall_f1
+
+    assert precision_recall_f1(3, 4, 6) == pytest.approx({"precision": 0.75, "recall": 0.5, "f1": 0.6})
+    assert precision_recall_f1(0, 0, 0) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+def test_ctrl_c_in_a_declared_training_phase_waits_for_the_end_of_the_unit(tmp_path):
+    import signal
+
+    from dlbench import tracking
+
+    previous = signal.signal(signal.SIGINT, tracking.STOP.on_interrupt)
+    tracking.STOP.requested = False
+    row = results.ResultRow(run_id="deferred", experiment="mlp_mnist", variant="numpy", device="cpu")
+    experiment = registry.get("mlp_mnist")
+    quiet = progress.Progress("t", "epoch", stream=io.StringIO(), interactive=False)
+    units_seen = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with tracking.track(row, experiment, tmp_path, data.DataOptions(), tracking.EnergyTracker(
+                    "FRA", "cpu", enabled=False), progress=quiet) as record:
+                with record.phase("train_anything", training=True):
+                    for unit in range(3):
+                        if unit == 1:
+                            signal.raise_signal(signal.SIGINT)  # Deferred: this unit still finishes.
+                        units_seen.append(unit)
+                        record.unit(0.01)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        tracking.STOP.requested = False
+    assert units_seen == [0, 1] and row.status == "interrupted" and row.units_run == 2
