@@ -8,9 +8,10 @@
 - ``NAME_summary.png``: the headline metric, run time, time per steady unit and CO2 per variant,
   with CPU and GPU bars side by side when both ran.
 
-Each (variant, device) is shown by its latest successful run. Rows on the full data win over rows on
-the shipped sample, so a quick sample check never hides a full run; a plot made from sample rows
-says so in its title.
+Each (variant, device) is shown by its latest successful run on one machine: the machine of the
+latest successful run (two machines' bars side by side would compare processors, not variants; the
+title names it). Rows on the full data win over rows on the shipped sample, so a quick sample check
+never hides a full run; a plot made from sample rows says so in its title.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ DEVICE_COLOURS = {"cpu": "tab:blue", "gpu": "tab:orange"}
 
 
 def latest_runs(results_dir, experiment: str) -> pd.DataFrame:
-    """The latest successful row per (variant, device), full-data rows preferred over sample rows."""
-    frame = report.successful_rows(report.load_results(results_dir, experiment),
+    """The latest successful row per (variant, device) on the machine of the latest successful run,
+    full-data rows preferred over sample rows."""
+    frame = report.successful_rows(report.load_results(results_dir, experiment, judge_overlaps=False),
                                    f"{results.results_path(results_dir, experiment)}")
+    frame = frame[frame["machine"] == frame["machine"].iloc[-1]]  # Records are read oldest first.
     frame = frame.assign(_full=(frame["dataset_source"] == "full"), _order=range(len(frame)))
     frame = frame.sort_values(["_full", "_order"])  # The last row of each group is the one to show.
     chosen = frame.groupby(["variant", "device"], sort=False).tail(1)
@@ -151,7 +154,8 @@ def plot_summary(rows: pd.DataFrame, results_dir: Path, experiment: str) -> Path
     if rows["co2_kg"].notna().any():
         country = ", ".join(sorted(set(rows["carbon_country"]) - {""}))
         axes[1, 1].set_title(f"CodeCarbon estimate, carbon intensity of {country}", fontsize=9)
-    figure.suptitle(f"{experiment}: latest successful run per variant and device ({_data_note(rows)})")
+    figure.suptitle(f"{experiment}: latest successful run per variant and device on {rows['machine'].iloc[0]} "
+                    f"({_data_note(rows)})")
     figure.tight_layout()
     path = results_dir / "plots" / f"{experiment}_summary.png"
     figure.savefig(path, dpi=110)

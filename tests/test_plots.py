@@ -8,7 +8,7 @@ from matplotlib import image as matplotlib_image
 from dlbench import cli, plots, results
 
 
-def write_run(results_dir, run_id, variant, device, source, accuracy, co2_kg=1e-4):
+def write_run(results_dir, run_id, variant, device, source, accuracy, co2_kg=1e-4, machine=""):
     history_file = f"history/cnn_cifar/{run_id}.csv"
     (results_dir / history_file).parent.mkdir(parents=True, exist_ok=True)
     with open(results_dir / history_file, "w", newline="") as handle:
@@ -21,10 +21,11 @@ def write_run(results_dir, run_id, variant, device, source, accuracy, co2_kg=1e-
         status=results.STATUS_OK, dataset="cifar10", dataset_source=source, n_train=40000, parameters=62006,
         units_run=2, test_accuracy=accuracy, test_loss=1.5, time_total_s=10.0, time_steady_unit_s=2.0,
         metric="test_accuracy", metric_direction="max", metric_value=accuracy, progress_unit="epoch",
-        co2_kg=co2_kg, carbon_country="FRA", history_file=history_file, config="{}"))
+        co2_kg=co2_kg, carbon_country="FRA", history_file=history_file, config="{}", machine=machine))
 
 
 def test_latest_full_run_per_variant_and_device_is_chosen(tmp_path):
+    write_run(tmp_path, "0", "wide", "cpu", "full", 0.81, machine="another machine")  # Never beside the others.
     write_run(tmp_path, "a", "lenet", "cpu", "full", 0.61)
     write_run(tmp_path, "b", "lenet", "cpu", "sample", 0.20)  # Later, but only a sample check.
     write_run(tmp_path, "c", "lenet", "gpu", "full", 0.62)
