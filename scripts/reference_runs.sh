@@ -15,5 +15,5 @@ step run dqn_mouse --devices cpu --repeats 3
 step run cnn_cifar --devices cpu --variants fc_sgd,fc_adam,lenet
 step run sentiment_imdb --devices cpu --variants transformer,bow_bigrams --repeats 3
 step run sentiment_imdb --devices cpu --variants gru,simple_rnn,lstm,bigru
-step run autoencoder_mnist --devices cpu --variants dense
+step run autoencoder_mnist --devices cpu --variants dense --repeats 3
 echo "=== $(date -u +%FT%TZ) done"
