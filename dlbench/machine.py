@@ -29,6 +29,9 @@ from pathlib import Path
 # on 2 cores one busy loop beside a run already takes 50 % and slows a 2-thread training up to 2x.
 CONTENDED_SHARE = 0.10
 SAMPLE_SECONDS = 1.0
+# Below this a run's mean is a handful of 10 ms clock ticks (another process's fsync, a kernel thread):
+# too few to call it contended or not, so it is recorded as not judged.
+MIN_JUDGED_SECONDS = 2.0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -224,13 +227,15 @@ class CpuWatch:
         other = self._other_share(self._start, end)
         wall = end[0] - self._start[0]
         own = (end[2] - self._start[2]) / (wall * self._cores) if wall > 0 else None
+        judged = other is not None and wall >= MIN_JUDGED_SECONDS
         return {
             "cpu_other_share": other,
             "cpu_other_share_max": max(self._samples + ([other] if other is not None else [])) if (
                 self._samples or other is not None) else None,
             "cpu_own_share": own,
             "load_max": round(max(self._load_max, os.getloadavg()[0]), 2),
-            "contended": other is not None and other > CONTENDED_SHARE,
+            "contended": other > CONTENDED_SHARE if judged else None,
+            "contention_note": "" if judged else f"not judged: the run took {wall:.1f} s (under {MIN_JUDGED_SECONDS:g} s)",
         }
 
 

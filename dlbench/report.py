@@ -59,6 +59,8 @@ def _machine_and_contention(record: dict, overlaps: dict[str, float]) -> tuple[s
     label = record.get("machine") or f"{record.get('device_name') or 'unknown machine'} (older record)"
     share = record.get("cpu_other_share")
     if isinstance(share, (int, float)):
+        if record.get("contended") is None:  # Too short a run to judge (machine.MIN_JUDGED_SECONDS).
+            return label, False, record.get("contention_note") or "not judged"
         contended = bool(record.get("contended"))
         return label, contended, f"{'contended' if contended else 'measured'}: others used {share:.0%} of the CPU"
     overlapped = overlaps.get(record.get("run_id"), 0.0)

@@ -100,6 +100,14 @@ def test_a_run_beside_two_busy_loops_is_contended_and_an_idle_one_is_not(tmp_pat
     assert written["contended"] is True and written["cpu_other_share"] > 0.5
 
 
+def test_a_run_too_short_to_judge_is_not_called_contended(tmp_path):
+    row = _sleeping_run(tmp_path, 0.2)
+    assert row.contended is None and row.contention_note.startswith("not judged: the run took 0.2 s")
+    _record(tmp_path, "short", 0.9, "M", cpu_other_share=0.4, contended=None, contention_note=row.contention_note)
+    table = report.compare(tmp_path, "mlp_mnist")
+    assert table.loc[0, "runs"] == 1 and not table.loc[0, "contended"] and table.loc[0, "left_out"] == 0
+
+
 def test_contended_runs_are_left_out_of_a_row_that_has_clean_ones_unless_asked(tmp_path):
     _record(tmp_path, "c1", 0.90, "M", hour=1)
     _record(tmp_path, "c2", 0.92, "M", hour=2)
