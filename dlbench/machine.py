@@ -39,13 +39,7 @@ MIN_JUDGED_SECONDS = 2.0
 # --------------------------------------------------------------------------------------------------
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo_fields().get("model name") or platform.processor() or platform.machine()
 
 
 def _cpuinfo_fields() -> dict[str, str]:

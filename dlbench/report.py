@@ -17,7 +17,8 @@ import pandas as pd
 
 from dlbench import machine, registry, results
 
-def load_results(results_dir, experiment: str, judge_overlaps: bool = True) -> pd.DataFrame:
+def load_results(results_dir, experiment: str, judge_overlaps: bool = True,
+                 overlaps: dict[str, float] | None = None) -> pd.DataFrame:
     """Every record of the experiment as one typed frame, oldest first: each column parsed by its type in
     ``results.KINDS`` (the one list), the headline metric read by ``results.headline_value``, plus what
     every table needs: ``co2_g``, ``config_diff`` (what departs from the variant's defaults),
@@ -27,8 +28,10 @@ def load_results(results_dir, experiment: str, judge_overlaps: bool = True) -> p
         raise FileNotFoundError(f"no results for '{experiment}' yet (no run records in "
                                 f"{results.runs_dir(results_dir, experiment)}); run: dlbench run {experiment}")
     metric = registry.get(experiment).metric
-    # Reading every record of every experiment costs time: the table at the end of a run skips it.
-    overlaps = overlap_shares(results_dir) if judge_overlaps else {}
+    # Reading every record of every experiment costs time: the table at the end of a run skips it, and
+    # the report reads them once for all its experiments (``overlaps``).
+    if overlaps is None:
+        overlaps = overlap_shares(results_dir) if judge_overlaps else {}
     for record in records:
         record["metric_value"] = results.headline_value(record, metric.name)
         record["metric"] = record.get("metric") or metric.name

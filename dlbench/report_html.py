@@ -102,7 +102,8 @@ def write_report(results_dir) -> tuple[Path, Path]:
     """Write report.html and REPORT.md into ``results_dir``; returns their paths. Raises
     FileNotFoundError (one line) when no experiment has any record."""
     results_dir = Path(results_dir)
-    frames = {name: prepared_rows(results_dir, name) for name in registry.EXPERIMENTS}
+    overlaps = report.overlap_shares(results_dir)  # Once for every experiment: it reads all records.
+    frames = {name: prepared_rows(results_dir, name, overlaps) for name in registry.EXPERIMENTS}
     frames_with_rows = {name: frame for name, frame in frames.items() if frame is not None}
     if not frames_with_rows:
         raise FileNotFoundError(f"no run records in {results_dir / 'runs'} (nothing to report); "
@@ -121,10 +122,10 @@ def write_report(results_dir) -> tuple[Path, Path]:
     return html_path, markdown_path
 
 
-def prepared_rows(results_dir, experiment: str) -> pd.DataFrame | None:
+def prepared_rows(results_dir, experiment: str, overlaps: dict[str, float] | None = None) -> pd.DataFrame | None:
     """Every record of the experiment (report.load_results, the one typed loader); None when it has none."""
     try:
-        return report.load_results(results_dir, experiment)
+        return report.load_results(results_dir, experiment, overlaps=overlaps)
     except FileNotFoundError:
         return None
 
