@@ -18,6 +18,7 @@ EXPERIMENTS = {
     "unet_nuclei": "experiments.unet_nuclei",
     "gan_mnist": "experiments.gan_mnist",
     "autoencoder_mnist": "experiments.autoencoder_mnist",
+    "flows_density": "experiments.flows_density",
 }
 
 
