@@ -3,7 +3,8 @@
 #   DLBENCH_DATA_DIR=../shared/datasets bash scripts/reference_runs.sh > reference_runs.log 2>&1 &
 # Each `dlbench run` holds the machine-wide measurement lock, so nothing else dlbench starts can share the
 # cores; each row records what other processes used anyway (cpu_other_share, contended).
-# The long rows (gan_mnist, unet_nuclei, autoencoder conv: 15-70 minutes each) are not part of it.
+# The long rows (gan_mnist, unet_nuclei, autoencoder conv, flows_density realnvp_mnist: 15-70 minutes
+# each) are not part of it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${DLBENCH_DATA_DIR:?set DLBENCH_DATA_DIR to the full datasets, e.g. ../shared/datasets}"
@@ -16,4 +17,5 @@ step run cnn_cifar --devices cpu --variants fc_sgd,fc_adam,lenet
 step run sentiment_imdb --devices cpu --variants transformer,bow_bigrams --repeats 3
 step run sentiment_imdb --devices cpu --variants gru,simple_rnn,lstm,bigru
 step run autoencoder_mnist --devices cpu --variants dense --repeats 3
+step run flows_density --devices cpu --variants realnvp_1d,realnvp,realnvp_best --repeats 3
 echo "=== $(date -u +%FT%TZ) done"
