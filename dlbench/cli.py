@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from dlbench import config as config_module  # noqa: E402
 from dlbench import registry, results, runner, tracking  # noqa: E402
 from dlbench.data import DataOptions  # noqa: E402
+from dlbench.experiment import DamagedModelError  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 
@@ -122,11 +123,23 @@ def command_compare(arguments) -> int:
     from dlbench import report
 
     registry.check(arguments.experiment)  # Without importing the experiment (and TensorFlow).
-    results.rebuild_csv(arguments.results_dir, arguments.experiment)  # The CSV users open, from the records.
-    table, path = report.write_comparison(arguments.results_dir, arguments.experiment,
-                                          include_contended=arguments.include_contended)
+    try:
+        results.rebuild_csv(arguments.results_dir, arguments.experiment)  # The CSV users open, from the records.
+    except results.ResultsWriteError as error:  # A read-only results folder: compare what is there.
+        print(f"dlbench: warning: {error}; the CSV was not rebuilt, the records are compared as they are",
+              file=sys.stderr)
+    try:
+        table, path = report.write_comparison(arguments.results_dir, arguments.experiment,
+                                              include_contended=arguments.include_contended, out_dir=arguments.out)
+    except OSError as error:
+        table, path = report.compare(arguments.results_dir, arguments.experiment,
+                                     include_contended=arguments.include_contended), None
+        reason = error.strerror or str(error)
+        print(f"dlbench: warning: comparison CSV not written ({reason}); write it elsewhere with --out DIR",
+              file=sys.stderr)
     print(report.markdown_table(table) if arguments.markdown else report.format_table(table))
-    print(f"\nwritten to {path}")
+    if path is not None:
+        print(f"\nwritten to {path}")
     return 0
 
 
@@ -157,6 +170,9 @@ def command_predict(arguments) -> int:
         values = experiment.predict(Path(arguments.results_dir) / chosen["artifacts_dir"], arguments.inputs)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{error} (run {chosen['run_id']}); {how}") from None
+    except DamagedModelError as error:
+        raise DamagedModelError(f"{error} (run {chosen['run_id']}); re-run: dlbench run {arguments.experiment} "
+                                f"--variants {chosen['variant']}") from None
     print(f"[dlbench] {arguments.experiment}/{chosen['variant']} run {chosen['run_id']} "
           f"({chosen.get('dataset_source')} data, {chosen.get('metric')}={chosen.get('metric_value')})", file=sys.stderr)
     for value, text in zip(values, arguments.inputs):
@@ -167,7 +183,7 @@ def command_predict(arguments) -> int:
 def command_report(arguments) -> int:
     from dlbench import report_html
 
-    for path in report_html.write_report(arguments.results_dir):
+    for path in report_html.write_report(arguments.results_dir, arguments.out):
         print(f"written {path} ({path.stat().st_size / 1024:,.0f} kB)")
     return 0
 
@@ -226,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("experiment")
     compare.add_argument("--results-dir", default=default_results_dir())
     compare.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    compare.add_argument("--out", help="folder for NAME_compare.csv (default: the results directory)")
     compare.add_argument("--include-contended", action="store_true",
                          help="pool contended runs (others used over 10 %% of the CPU) with the clean ones")
 
@@ -244,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="RESULTS_DIR/report.html (self-contained) and REPORT.md: "
                                                 "every experiment's tables and figures")
     report.add_argument("--results-dir", default=default_results_dir())
+    report.add_argument("--out", help="folder for report.html, REPORT.md and their figures (default: the "
+                                      "results directory; the records are only read)")
     return parser
 
 
@@ -252,6 +271,12 @@ COMMANDS = {"list": command_list, "run": command_run, "study": command_study, "c
 
 
 def main(argv=None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # A path that is not UTF-8 prints escaped, never crashes.
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
     arguments = build_parser().parse_args(argv)
     try:
         return COMMANDS[arguments.command](arguments)

@@ -44,6 +44,7 @@ from dlbench import machine, progress, results, runner
 INSTALL_HINT = "pip install 'dlbench[cluster]'"
 # After Ctrl-C, how long a worker may take to write its 'interrupted' record (as in runner.execute).
 STOP_WAIT_SECONDS = 60
+CONNECT_TIMEOUT_SECONDS = 10  # A cluster head answers within milliseconds on a network that works.
 # Why Ray says a task was lost, in words a record can keep.
 LOST_TASK_REASONS = {
     "NodeDiedError": "the node running it died or became unreachable",
@@ -80,7 +81,7 @@ def run_all(specs: list[runner.RunSpec], address: str | None = None, cpus_per_ru
     instance started here measures on this machine: it holds the machine-wide measurement lock, as
     `dlbench run` does, unless ``concurrent``."""
     ray = import_ray()
-    results.check_results_dir(specs[0].results_dir)  # Before anything runs: writable, free space.
+    results.check_results_dir(specs[0].results_dir, specs[0].experiment)  # Before anything runs.
     specs = [dataclasses.replace(_with_absolute_paths(spec), concurrent=concurrent or spec.concurrent)
              for spec in specs]
     with machine.exclusive(enabled=address is None and not concurrent):
@@ -115,6 +116,8 @@ def connect(ray, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     quiet = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    if address:
+        check_reachable(address)
     try:
         if address:
             ray.init(address=address, **quiet)
@@ -125,6 +128,26 @@ def connect(ray, address: str | None) -> bool:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise ClusterError(f"cannot start or join {where}: {_first_line(error)}") from None
     return True
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    """One TCP connection to the cluster's head before Ray is asked: Ray itself retries an address that
+    never answers for minutes (and Ctrl-C takes a while to reach it). 'auto' and 'local' are Ray's own
+    words, left to Ray."""
+    if address in ("auto", "local"):
+        return
+    where = address.removeprefix("ray://")
+    host, separator, port = where.rpartition(":")
+    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterError(f"bad Ray address '{address}': expected HOST:PORT (ray start --head prints it), "
+                           f"e.g. 192.168.1.10:6379")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as error:
+        reason = "no answer" if isinstance(error, TimeoutError) else (error.strerror or str(error))
+        raise ClusterError(f"cannot reach the Ray cluster at {address} ({reason} within {timeout:.0f} s); "
+                           f"is `ray start --head` running there, and the port open?") from None
 
 
 def check_resources(ray, specs: list[runner.RunSpec], cpus_per_run: int | None,
@@ -380,14 +403,12 @@ def run_worker(spec: runner.RunSpec) -> tuple[int | None, bool]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     environment = runner.child_environment(spec.device)
     environment["DLBENCH_PROGRESS"] = "lines"  # A log file is no terminal: no bar redrawn in it.
-    command = [sys.executable, "-m", "dlbench.worker", json.dumps(dataclasses.asdict(spec))]
     process = None
     with open(log_path, "ab") as log:
         try:
             # In this Ray worker's process group: if the Ray worker dies, Ray's clean-up of the group
             # stops this process too instead of leaving it running unaccounted for.
-            process = subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT)
+            process = runner.start_worker(spec, environment, stdout=log, stderr=subprocess.STDOUT)
             return _wait(process), False
         except KeyboardInterrupt:  # ray.cancel() after Ctrl-C on the driver.
             if process is None:

@@ -17,6 +17,22 @@ class ConfigError(ValueError):
     """A bad ``--set`` override: unknown key or a value that does not fit the field's type."""
 
 
+# The longest --set value taken (Linux's longest path): a longer one is a mistake, refused without echoing it.
+MAX_VALUE_CHARACTERS = 4_096
+# Sane bounds (inclusive) for keys the experiments share: a value outside is a typo (an extra zero) that
+# would start a run of months or a model that cannot fit in memory, refused before anything runs. A
+# Config adds or overrides bounds for its own keys in a `BOUNDS` class attribute; any other integer key
+# must stay within +-INTEGER_LIMIT.
+WIDTH = (1, 100_000)
+BOUNDS = {
+    "epochs": (1, 100_000), "anomaly_epochs": (1, 100_000), "episodes": (1, 10_000_000),
+    "batch_size": (1, 1_000_000), "steps_per_execution": (1, 100_000),
+    "hidden_units": WIDTH, "recurrent_units": WIDTH, "dense_units": WIDTH, "embedding_dim": WIDTH, "noise_dim": WIDTH,
+    "code_size": WIDTH, "filters": WIDTH, "conv_filters": WIDTH, "base_filters": WIDTH, "generator_filters": WIDTH,
+    "discriminator_filters": WIDTH, "attention_heads": (1, 1_000), "layers": (1, 1_000), "hidden_layers": (1, 1_000),
+    "depth": (1, 100),
+}
+INTEGER_LIMIT = 1_000_000_000
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 NOT_FINITE = "expected a finite number"
@@ -69,7 +85,10 @@ def parse_value(text: str, annotation):
             return False
         raise ValueError("expected true or false")
     if annotation is int:
+        # int() also reads other scripts' digits ('٣' is 3): a value typed here is ASCII or a mistake.
         try:
+            if not text.isascii():
+                raise ValueError
             return int(text)
         except ValueError:
             raise ValueError("expected an integer") from None
@@ -85,6 +104,8 @@ def parse_finite_float(text: str) -> float:
     and the configs' checks cannot catch them: NaN passes `learning_rate <= 0` (every comparison with
     NaN is false) and inf passes `l2 >= 0`, so the run would train on garbage."""
     try:
+        if not text.isascii():
+            raise ValueError
         value = float(text)
     except ValueError:
         raise ValueError("expected a number") from None
@@ -98,20 +119,43 @@ def field_types(config_class) -> dict[str, object]:
     return {field.name: hints[field.name] for field in dataclasses.fields(config_class)}
 
 
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def bounds_of(config_class) -> dict[str, tuple]:
+    return {**BOUNDS, **getattr(config_class, "BOUNDS", {})}
+
+
+def check_bounds(key: str, value, bounds: dict[str, tuple]) -> None:
+    """Raise ConfigError naming the key when an integer value lies outside its bounds."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return
+    low, high = bounds.get(key, (-INTEGER_LIMIT, INTEGER_LIMIT))
+    if not low <= value <= high:
+        raise ConfigError(f"{key} must be between {low:,} and {high:,}, got {value:,}")
+
+
 def apply_overrides(config, overrides: dict[str, str]):
     """Return a copy of ``config`` with string overrides parsed against the dataclass field types."""
     types_by_name = field_types(type(config))
     valid = ", ".join(types_by_name)
+    bounds = bounds_of(type(config))
     parsed = {}
     for key, text in overrides.items():
         if key not in types_by_name:
-            raise ConfigError(f"unknown config key '{key}'; valid keys: {valid}")
+            raise ConfigError(f"unknown config key '{_shorten(key)}'; valid keys: {valid}")
+        if len(text) > MAX_VALUE_CHARACTERS:
+            raise ConfigError(f"the value for '{key}' is {len(text):,} characters long (at most "
+                              f"{MAX_VALUE_CHARACTERS:,}); not a setting - check the command line")
         try:
             parsed[key] = parse_value(text, types_by_name[key])
         except ValueError as error:
-            raise ConfigError(
-                f"bad value for '{key}': {text!r} ({error}; expected {describe_type(types_by_name[key])})"
-            ) from None
+            hint = ""
+            if "=" in text:  # 'epochs=2,learning_rate=0.1': two settings in one.
+                hint = "; several settings: one --set per key=value, or separate them with spaces"
+            raise ConfigError(f"bad value for '{key}': {_shorten(repr(text))} ({error}{hint})") from None
+        check_bounds(key, parsed[key], bounds)
     config = dataclasses.replace(config, **parsed)
     # Configs may check their own invariants (positive epochs, known optimizer...).
     validate = getattr(config, "validate", None)
@@ -119,7 +163,9 @@ def apply_overrides(config, overrides: dict[str, str]):
         try:
             validate()
         except ValueError as error:
-            raise ConfigError(str(error)) from None
+            # A config's own check may list several keys: name the ones this command set.
+            which = f" (--set {', '.join(f'{key}={parsed[key]}' for key in parsed)})" if parsed else ""
+            raise ConfigError(f"{error}{which}") from None
     return config
 
 

@@ -20,6 +20,11 @@ DEVICES = ("cpu", "gpu")
 PROGRESS_UNITS = ("epoch", "episode", "step")
 
 
+class DamagedModelError(ValueError):
+    """A finished run's saved model exists but cannot be loaded (truncated, empty, not a model file):
+    what an experiment's ``predict`` raises, so the command line can say to re-run instead of 'not found'."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Metric:
     """The headline metric of a topic: a row column (``test_accuracy``) or a key of the metrics the

@@ -31,6 +31,12 @@ from dlbench import report, results  # noqa: E402
 DEVICE_COLOURS = {"cpu": "tab:blue", "gpu": "tab:orange"}
 
 
+
+def add_legend(axis, **options) -> None:
+    """A legend when the axis has labelled artists (matplotlib warns 'No artists with labels' otherwise)."""
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(**options)
+
 def latest_runs(results_dir, experiment: str) -> pd.DataFrame:
     """The latest successful row per (variant, device) on the machine of the latest successful run,
     full-data rows preferred over sample rows."""
@@ -93,7 +99,7 @@ def plot_training_curves(rows: pd.DataFrame, results_dir: Path, experiment: str)
             axis.set_ylabel(label)
             axis.set_title(f"{metric} per {unit}")
             axis.grid(alpha=0.3)
-            axis.legend()
+            add_legend(axis)
         parameters = f"{int(row['parameters']):,} parameters, " if pd.notna(row["parameters"]) else ""
         n_train = f"n_train={row['n_train']:.0f}, " if pd.notna(row["n_train"]) else ""
         figure.suptitle(f"{experiment} / {row['variant']} on {row['device']} ({row['device_name']}): "
@@ -150,7 +156,7 @@ def plot_summary(rows: pd.DataFrame, results_dir: Path, experiment: str) -> Path
         axis.set_ylabel(label)
         axis.grid(axis="y", alpha=0.3)
         if len(devices) > 1:
-            axis.legend()
+            add_legend(axis)
     if rows["co2_kg"].notna().any():
         country = ", ".join(sorted(set(rows["carbon_country"]) - {""}))
         axes[1, 1].set_title(f"CodeCarbon estimate, carbon intensity of {country}", fontsize=9)

@@ -234,9 +234,13 @@ def shown_columns(table: pd.DataFrame) -> list[str]:
     return list(table.columns[table.columns.get_loc("device_name") + 1:])
 
 
-def write_comparison(results_dir, experiment: str, include_contended: bool = False) -> tuple[pd.DataFrame, Path]:
+def write_comparison(results_dir, experiment: str, include_contended: bool = False,
+                     out_dir=None) -> tuple[pd.DataFrame, Path]:
+    """The comparison, and its CSV in ``out_dir`` (default: the results directory). Raises OSError
+    when the CSV cannot be written; the table is computed first."""
     table = compare(results_dir, experiment, include_contended=include_contended)
-    path = Path(results_dir) / f"{experiment}_compare.csv"
+    path = Path(out_dir if out_dir is not None else results_dir) / f"{experiment}_compare.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
     return table, path
 

@@ -22,6 +22,7 @@ import dataclasses
 import html
 import io
 import math
+import os
 from pathlib import Path
 
 import matplotlib
@@ -33,7 +34,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from dlbench import registry, report, results, studies  # noqa: E402
+from dlbench import plots, registry, report, results, studies  # noqa: E402
 
 HTML_NAME = "report.html"
 MARKDOWN_NAME = "REPORT.md"
@@ -98,17 +99,24 @@ class Report:
 
 # --- the command ----------------------------------------------------------------------------------
 
-def write_report(results_dir) -> tuple[Path, Path]:
-    """Write report.html and REPORT.md into ``results_dir``; returns their paths. Raises
-    FileNotFoundError (one line) when no experiment has any record."""
+def write_report(results_dir, out_dir=None) -> tuple[Path, Path]:
+    """Write report.html, REPORT.md and the report's figures into ``out_dir`` (default: the results
+    directory, which is only read otherwise); returns their paths. Raises FileNotFoundError (one line)
+    when no experiment has any record, results.ResultsDirError when ``out_dir`` cannot be written."""
     results_dir = Path(results_dir)
+    out_dir = Path(out_dir) if out_dir is not None else results_dir
+    try:
+        results.check_results_dir(out_dir, min_free_bytes=5 * 2**20)
+    except results.ResultsDirError as error:
+        raise results.ResultsDirError(f"cannot write the report: {error}".replace(
+            "choose another with --results-dir DIR", "write it elsewhere with --out DIR")) from None
     overlaps = report.overlap_shares(results_dir)  # Once for every experiment: it reads all records.
     frames = {name: prepared_rows(results_dir, name, overlaps) for name in registry.EXPERIMENTS}
     frames_with_rows = {name: frame for name, frame in frames.items() if frame is not None}
     if not frames_with_rows:
         raise FileNotFoundError(f"no run records in {results_dir / 'runs'} (nothing to report); "
                                 f"run an experiment first, e.g.: dlbench run {next(iter(registry.EXPERIMENTS))}")
-    figure_dir = results_dir / FIGURE_DIR
+    figure_dir = out_dir / FIGURE_DIR
     figure_dir.mkdir(parents=True, exist_ok=True)
     built = Report(
         summary=summary_line(frames_with_rows, results_dir),
@@ -116,9 +124,10 @@ def write_report(results_dir) -> tuple[Path, Path]:
                      for name, frame in frames_with_rows.items()],
         not_run=[name for name, frame in frames.items() if frame is None],
         overview=overview_section(frames_with_rows, figure_dir))
-    html_path, markdown_path = results_dir / HTML_NAME, results_dir / MARKDOWN_NAME
-    html_path.write_text(render_html(built), encoding="utf-8")
-    markdown_path.write_text(render_markdown(built, results_dir), encoding="utf-8")
+    html_path, markdown_path = out_dir / HTML_NAME, out_dir / MARKDOWN_NAME
+    # A folder name that is not UTF-8 (bytes the file system allows) shows as U+FFFD, never a crash.
+    html_path.write_text(render_html(built), encoding="utf-8", errors="replace")
+    markdown_path.write_text(render_markdown(built, out_dir), encoding="utf-8", errors="replace")
     return html_path, markdown_path
 
 
@@ -281,7 +290,7 @@ def plot_curves(results_dir: Path, name: str, frame: pd.DataFrame, metric, figur
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.set_title(column, fontsize=9)
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    plots.add_legend(axes[0][0], fontsize=7)
     figure.suptitle(f"{name}: latest successful run per variant and device", fontsize=9)
     path = figure_dir / f"{name}_curves.png"
     _save(figure, path)
@@ -406,7 +415,7 @@ def plot_metric_vs_co2(frames: dict[str, pd.DataFrame], figure_dir: Path) -> Fig
         axis.set_xlabel("g CO2 per run (log)")
         axis.set_ylabel(metric.name)
         axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=7)
+        plots.add_legend(axis, fontsize=7)
     path = figure_dir / "overview_metric_vs_co2.png"
     _save(figure, path)
     return Figure(path, "Headline metric against CO2 per run, Pareto front ringed")
@@ -455,7 +464,7 @@ def plot_energy(frames: dict[str, pd.DataFrame], figure_dir: Path) -> Figure:
     axis.set_xlabel("kWh, all recorded runs")
     axis.set_title("Energy per topic", fontsize=9, loc="left")
     # Above the bars, right of the title: inside the axes it would cover a bar's label.
-    axis.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, frameon=False)
+    plots.add_legend(axis, fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, frameon=False)
     path = figure_dir / "overview_energy.png"
     _save(figure, path)
     return Figure(path, "Total energy of all recorded runs per experiment (CPU and GPU runs stacked)")
@@ -484,7 +493,7 @@ def plot_forecasts(frames: dict[str, pd.DataFrame], figure_dir: Path) -> Figure:
         axis.set_xlabel(f"actual {unit}")
         axis.set_ylabel(f"forecast {unit}")
         axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=7)
+        plots.add_legend(axis, fontsize=7)
     errors = [(100 * all_rows[column].dropna(), label) for column, label in
               (("forecast_time_error", "time"), ("forecast_kwh_error", "kWh"))]
     axis = axes[2]
@@ -497,7 +506,7 @@ def plot_forecasts(frames: dict[str, pd.DataFrame], figure_dir: Path) -> Figure:
         axis.set_xlabel("%")
         axis.set_ylabel("runs")
         axis.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        axis.legend(fontsize=7)
+        plots.add_legend(axis, fontsize=7)
     else:
         axis.text(0.5, 0.5, "no forecast recorded", ha="center", va="center", transform=axis.transAxes)
     path = figure_dir / "overview_forecast.png"
@@ -679,7 +688,8 @@ def _markdown_section(section: Section, results_dir: Path) -> list[str]:
             lines += [f"### {block.title}", "", _markdown_row(block.header),
                       "|" + "---|" * len(block.header)] + [_markdown_row(row) for row in block.rows] + [""]
         else:
-            link = block.path.relative_to(results_dir).as_posix().replace(" ", "%20")
+            # Relative to where REPORT.md is written (artifacts stay in the results directory).
+            link = Path(os.path.relpath(block.path, results_dir)).as_posix().replace(" ", "%20")
             caption = block.caption.replace("[", "(").replace("]", ")")
             lines += [f"![{caption}]({link})", ""]
     return lines

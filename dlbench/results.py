@@ -205,7 +205,15 @@ def _strerror(error: OSError) -> str:
     return _one_line(error.strerror or str(error) or type(error).__name__)
 
 
+_WARNED: set[str] = set()
+
+
 def _warn_stderr(message: str) -> None:
+    """A warning on stderr, once per process: the CSV rebuild and the table after it read the same
+    records, and one damaged file is one line, not two."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
     print(f"dlbench: warning: {message}", file=sys.stderr, flush=True)
 
 
@@ -300,6 +308,11 @@ def _atomic_write(path: Path, data: bytes, durable: bool = True, exclusive: bool
         raise
     if durable:
         _fsync_dir(path.parent)
+
+
+def write_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """A file another process may read (a run's history): complete or absent, never cut or empty."""
+    _atomic_write(Path(path), data, durable=False)
 
 
 @contextmanager
@@ -411,13 +424,15 @@ def has_record(results_dir: str | os.PathLike, experiment: str, run_id: str) -> 
     return record_path(results_dir, experiment, run_id).is_file()
 
 
-def _read_records(directory: Path, warn) -> list[dict]:
+def _read_records(directory: Path, warn, damaged: list | None = None) -> list[dict]:
+    """The valid records; each damaged one is named in a warning, or, given a ``damaged`` list, added to
+    it as (path, problem) for the caller to report."""
     if not directory.is_dir():
         return []
     records = []
     for path in sorted(directory.iterdir()):
         if path.name.startswith(".") or not path.name.endswith(".json"):
-            continue  # Temporary files, the lock, markers, logs, legacy-unparsed-*.csv.
+            continue  # Temporary files, the lock, markers, logs, legacy-unparsed-*.csv, damaged-*.
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -425,19 +440,23 @@ def _read_records(directory: Path, warn) -> list[dict]:
         except OSError as error:
             warn(f"skipping unreadable run record {path}: {_reason(error)}")
             continue
+        problem = None
         try:
             record = json.loads(data.decode("utf-8"))
         except UnicodeDecodeError as error:
-            warn(f"skipping damaged run record {path}: not UTF-8 ({_one_line(error)})")
-            continue
+            problem = f"not UTF-8 ({_one_line(error)})"
         except ValueError as error:
-            warn(f"skipping damaged run record {path}: not valid JSON ({_one_line(error)})")
-            continue
-        if not isinstance(record, dict):
-            warn(f"skipping damaged run record {path}: not a JSON object")
-            continue
-        if not isinstance(record.get("run_id"), str) or not record["run_id"]:
-            warn(f"skipping damaged run record {path}: no run_id")
+            problem = f"not valid JSON ({_one_line(error)})"
+        else:
+            if not isinstance(record, dict):
+                problem = "not a JSON object"
+            elif not isinstance(record.get("run_id"), str) or not record["run_id"]:
+                problem = "no run_id"
+        if problem:
+            if damaged is None:
+                warn(f"skipping damaged run record {path}: {problem}")
+            else:  # The caller says what it did with it, in one line.
+                damaged.append((path, problem))
             continue
         records.append(_clean(record))
     records.sort(key=lambda record: (str(record.get("timestamp_utc") or ""), record["run_id"]))
@@ -485,7 +504,10 @@ def rebuild_csv(results_dir: str | os.PathLike, experiment: str, warn=None) -> P
     hash_file = directory / _HASH_FILE
     with _lock(directory):
         _import_locked(results_dir, experiment, warn)
-        records = _read_records(directory, warn)
+        damaged: list[Path] = []
+        records = _read_records(directory, warn, damaged)
+        if damaged:
+            _set_damaged_aside(path, damaged, warn)
         columns = list(COLUMNS) + sorted({key for record in records for key in record} - set(COLUMNS))
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -526,6 +548,33 @@ def rebuild_csv(results_dir: str | os.PathLike, experiment: str, warn=None) -> P
     return path
 
 
+def _set_damaged_aside(csv_path: Path, damaged: list[tuple[Path, str]], warn) -> None:
+    """Each damaged record moves to ``<run_id>.json.damaged-<UTC>`` (kept, no longer read, so it is
+    reported once, not by every command), and the CSV that still holds its row is kept as
+    ``<experiment>.csv.before-damage-<UTC>``, since the rebuilt one cannot have it. One line each."""
+    stamp = _utc_stamp()
+    kept = None
+    if csv_path.exists():
+        try:
+            kept = _unused(csv_path.with_name(f"{csv_path.name}.before-damage-{stamp}"))
+            shutil.copy2(csv_path, kept)
+        except OSError:
+            kept = None
+    for record, problem in damaged:
+        aside = _unused(record.with_name(f"{record.name}.damaged-{stamp}"))
+        try:
+            os.replace(record, aside)
+            moved = f"moved to {aside.name}"
+        except OSError as error:
+            moved = f"left in place ({_strerror(error)})"
+        row = f"its row in the previous CSV is kept in {kept}" if kept else "no earlier CSV row to keep"
+        warn(f"damaged run record {record} ({problem}) {moved}; {row}")
+    try:
+        _fsync_dir(damaged[0][0].parent)
+    except OSError:
+        pass
+
+
 def read_rows(path: str | os.PathLike) -> list[dict]:
     """The rows of a CSV (e.g. the rebuilt ``<experiment>.csv``) as dicts of strings; [] if it does not exist."""
     path = Path(path)
@@ -538,31 +587,43 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
 
 # --- before a run -----------------------------------------------------------------------------------
 
-def check_results_dir(results_dir: str | os.PathLike, min_free_bytes: int = 50 * 2**20) -> None:
+def run_folders(results_dir: str | os.PathLike, experiment: str) -> list[Path]:
+    """Every folder a run of the experiment writes into: records and logs, history, artifacts."""
+    results_dir = Path(results_dir)
+    return [runs_dir(results_dir, experiment), results_dir / "history" / experiment,
+            results_dir / "artifacts" / experiment]
+
+
+def check_results_dir(results_dir: str | os.PathLike, experiment: str | None = None,
+                      min_free_bytes: int = 50 * 2**20) -> None:
     """Make sure runs can record their results: the directory exists (created if needed), a file can
-    actually be created in it, and it has ``min_free_bytes`` free. Raises ResultsDirError (one line)."""
+    actually be created in it and, given the experiment, in every folder its runs write (a read-only
+    ``runs/<experiment>/`` alone would otherwise fail only at the end of a run), and it has
+    ``min_free_bytes`` free. Raises ResultsDirError (one line)."""
     directory = Path(results_dir)
     fix = "choose another with --results-dir DIR"
     if directory.exists() and not directory.is_dir():
         raise ResultsDirError(f"results directory {directory} is not a directory; {fix}")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ResultsDirError(f"cannot create results directory {directory} ({_strerror(error)}); {fix}") from error
-    probe = directory / f".dlbench-write-test.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    for folder in [directory, *(run_folders(directory, experiment) if experiment else [])]:
+        kind = "results directory" if folder == directory else "results folder"
         try:
-            _write_all(descriptor, b"dlbench\n")
-        finally:
-            os.close(descriptor)
-        os.unlink(probe)
-    except OSError as error:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ResultsDirError(f"cannot create {kind} {folder} ({_strerror(error)}); {fix}") from error
+        probe = folder / f".dlbench-write-test.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
+            descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                _write_all(descriptor, b"dlbench\n")
+            finally:
+                os.close(descriptor)
             os.unlink(probe)
-        except OSError:
-            pass
-        raise ResultsDirError(f"results directory {directory} is not writable ({_strerror(error)}); {fix}") from error
+        except OSError as error:
+            try:
+                os.unlink(probe)
+            except OSError:
+                pass
+            raise ResultsDirError(f"{kind} {folder} is not writable ({_strerror(error)}); {fix}") from error
     try:
         free = shutil.disk_usage(directory).free
     except OSError:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from dlbench import config as config_module
@@ -23,6 +25,10 @@ from dlbench.data import DataOptions
 
 
 SEED_MAX = 2**32 - 1  # NumPy's and Keras' seeds are unsigned 32-bit integers.
+MAX_REPEATS = 1_000
+PLAN_LISTED = 20  # A longer plan is summed up, not listed run by run.
+# The worker's exit status when it could not write its record (it has said why, in one line).
+EXIT_NO_RECORD = 3
 
 
 class RunnerError(ValueError):
@@ -112,16 +118,15 @@ def plan_points(experiment_name: str, points: list[tuple[str, dict, str]], devic
                                   f"{','.join(others) if others else '|'.join(experiment.variants)}")
         # Check overrides here, once, so a typo fails before any run starts.
         config_module.apply_overrides(experiment.variants[variant].config, overrides)
-    if repeats < 1:
-        raise RunnerError("--repeats must be at least 1")
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise RunnerError(f"--repeats must be between 1 and {MAX_REPEATS:,}, got {repeats:,}")
     if not 0 <= seed <= SEED_MAX - (repeats - 1):
         raise RunnerError(f"--seed must be in 0..{SEED_MAX} (with --repeats {repeats}: "
                           f"0..{SEED_MAX - (repeats - 1)}), got {seed}")
-    if energy:
-        try:
-            country = environment.check_country(country)
-        except ValueError as error:
-            raise RunnerError(str(error)) from None
+    try:  # Also without energy tracking: the country is recorded in every row.
+        country = environment.check_country(country)
+    except ValueError as error:
+        raise RunnerError(str(error)) from None
 
     if devices is None:
         devices = ["cpu"] + (["gpu"] if environment.gpu_available()[0] else [])
@@ -165,25 +170,69 @@ def child_environment(device: str) -> dict:
         environment_variables["CUDA_VISIBLE_DEVICES"] = ""
     environment_variables.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     environment_variables["PYTHONUNBUFFERED"] = "1"
+    # The worker stops (and records 'interrupted') if this process dies, even by SIGKILL.
+    environment_variables["DLBENCH_PARENT_PID"] = str(os.getpid())
     return environment_variables
+
+
+def start_worker(spec: RunSpec, environment_variables: dict | None = None, **popen_options) -> subprocess.Popen:
+    """``python -m dlbench.worker -`` with the spec on its standard input: a spec of any size (a long
+    --set value) fits, where the command line has a limit of its own."""
+    command = [sys.executable, "-m", "dlbench.worker", "-"]
+    process = subprocess.Popen(command, env=environment_variables or child_environment(spec.device),
+                               stdin=subprocess.PIPE, **popen_options)
+    try:
+        process.stdin.write(json.dumps(dataclasses.asdict(spec)).encode())
+        process.stdin.close()
+    except OSError:  # The worker died at once (its exit status says so); the caller records it.
+        pass
+    return process
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP to this process: handled like Ctrl-C, and passed on to the running worker."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def termination_as_interrupt():
+    """While runs are made, SIGTERM and SIGHUP raise Terminated (restored afterwards)."""
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    previous = {}
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def execute(spec: RunSpec) -> int:
     """Run one spec in a child process; make sure its record exists afterwards and rebuild the CSV.
     Returns the exit status."""
     print(f"[dlbench] run {spec.run_id}: {spec.label()} seed={spec.seed}", flush=True)
-    command = [sys.executable, "-m", "dlbench.worker", json.dumps(dataclasses.asdict(spec))]
-    process = subprocess.Popen(command, env=child_environment(spec.device))
-    interrupted = False
+    process = start_worker(spec)
+    interrupted = None
     try:
         status = process.wait()
-    except KeyboardInterrupt:
-        # The child got the same Ctrl-C: it stops at the end of its current unit and writes its
-        # 'interrupted' record. A second Ctrl-C stops it at once; it then gets 60 s to write it.
-        interrupted = True
+    except KeyboardInterrupt as stop:
+        # Ctrl-C reached the child too (same process group); a SIGTERM/SIGHUP sent to this process alone
+        # is passed on. Either way the child stops at the end of its current unit and writes its
+        # 'interrupted' record. A second signal stops it at once; it then gets 60 s to write it.
+        interrupted = stop
+        if isinstance(stop, Terminated):
+            process.send_signal(signal.SIGTERM)
         try:
             status = process.wait()
         except KeyboardInterrupt:
+            process.send_signal(signal.SIGTERM)
             try:
                 status = process.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -200,22 +249,36 @@ def execute(spec: RunSpec) -> int:
             results.write_record(spec.results_dir, row)
         results.rebuild_csv(spec.results_dir, spec.experiment)
     except results.ResultsWriteError as error:
-        print(f"dlbench: error: {error}", file=sys.stderr, flush=True)
+        if status != EXIT_NO_RECORD:  # Else the worker has just said the same, in one line.
+            print(f"dlbench: error: {error}", file=sys.stderr, flush=True)
         status = status or 1
-    if interrupted:
-        raise KeyboardInterrupt
+    if interrupted is not None:
+        raise interrupted
     return status
 
 
+def describe_plan(specs: list[RunSpec]) -> str:
+    """Every run of a short plan; a long one summed up (10,000 runs would be a line of megabytes)."""
+    labels = [spec.label() for spec in specs]
+    if len(labels) <= PLAN_LISTED:
+        return f"{len(labels)} run(s) planned: {', '.join(labels)}"
+    variants = list(dict.fromkeys(spec.variant for spec in specs))
+    devices = list(dict.fromkeys(spec.device for spec in specs))
+    repeats = max(spec.repeat for spec in specs) + 1
+    return (f"{len(labels):,} runs planned: {len(variants)} variant(s) ({', '.join(variants[:5])}"
+            f"{', ...' if len(variants) > 5 else ''}) x {', '.join(devices)} x {repeats:,} repeat(s); "
+            f"first {labels[0]}, last {labels[-1]}")
+
+
 def run_all(specs: list[RunSpec], concurrent: bool = False) -> int:
-    """Execute every spec in order; return 0 if all succeeded, 1 if any failed, 130 on Ctrl-C.
-    Holds the machine-wide measurement lock throughout (a second dlbench run waits) unless
-    ``concurrent``; ends with the comparison table of the runs it made."""
-    results.check_results_dir(specs[0].results_dir)  # Before anything runs: writable, free space.
+    """Execute every spec in order; return 0 if all succeeded, 1 if any failed, 130 on Ctrl-C (128 +
+    the signal on SIGTERM/SIGHUP). Holds the machine-wide measurement lock throughout (a second dlbench
+    run waits) unless ``concurrent``; ends with the comparison table of the runs it made."""
+    results.check_results_dir(specs[0].results_dir, specs[0].experiment)  # Before anything runs.
     failures, status = 0, None
-    print(f"[dlbench] {len(specs)} run(s) planned: {', '.join(spec.label() for spec in specs)}", flush=True)
+    print(f"[dlbench] {describe_plan(specs)}", flush=True)
     try:
-        with machine.exclusive(enabled=not concurrent) as lock:
+        with termination_as_interrupt(), machine.exclusive(enabled=not concurrent) as lock:
             for spec in specs:
                 lock.now_running(f"{spec.run_id} {spec.label()}")
                 spec = dataclasses.replace(spec, concurrent=concurrent, lock_wait_s=round(lock.waited_s, 3))
@@ -223,11 +286,14 @@ def run_all(specs: list[RunSpec], concurrent: bool = False) -> int:
                 exit_status = execute(spec)
                 if exit_status != 0:
                     failures += 1
-                    print(f"[dlbench] {spec.label()} failed (exit {exit_status}); its record says why",
-                          file=sys.stderr)
-    except KeyboardInterrupt:
-        print("[dlbench] interrupted: the running run was recorded; no further runs started", file=sys.stderr)
-        status = 130
+                    where = ("its record says why" if results.has_record(spec.results_dir, spec.experiment,
+                                                                         spec.run_id)
+                             else "no record could be written: see the error above")
+                    print(f"[dlbench] {spec.label()} failed (exit {exit_status}); {where}", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        how = f"terminated ({signal.Signals(stop.signum).name})" if isinstance(stop, Terminated) else "interrupted"
+        print(f"[dlbench] {how}: the running run was recorded; no further runs started", file=sys.stderr)
+        status = 128 + stop.signum if isinstance(stop, Terminated) else 130
     csv_path = results.results_path(specs[0].results_dir, specs[0].experiment)
     print_table_of(specs)
     if status is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -426,10 +427,11 @@ class Record:
         path = self.results_dir / "history" / self.row.experiment / f"{self.row.run_id}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         columns = list(dict.fromkeys(key for unit in self.units for key in unit))
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.units)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.units)
+        results.write_atomically(path, buffer.getvalue().encode())  # A full disk leaves no empty file.
         self.row.history_file = str(path.relative_to(self.results_dir))
 
 
@@ -502,8 +504,11 @@ def track(row: results.ResultRow, experiment: Experiment, results_dir: Path, dat
         row.status = results.STATUS_FAILED
         row.error = f"{type(error).__name__}: {error}".replace("\n", " ")[:2000]
         record.progress.close()
-        if isinstance(error, data_module.DataError) and not verbose:
-            print(f"dlbench: error: {error}", file=sys.stderr, flush=True)
+        out_of_memory = isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError"
+        if out_of_memory:
+            row.error = f"out of memory ({type(error).__name__}): the config is too large for this machine"
+        if (isinstance(error, data_module.DataError) or out_of_memory) and not verbose:
+            print(f"dlbench: error: {row.error if out_of_memory else error}", file=sys.stderr, flush=True)
         else:
             traceback.print_exc()
         _log_traceback(log_path)
@@ -521,12 +526,18 @@ def track(row: results.ResultRow, experiment: Experiment, results_dir: Path, dat
             # Machine-level CodeCarbon counts every process's load: say so where the energy is read.
             row.energy_method += (f"; contended: includes other processes' load ({row.cpu_other_share:.0%} "
                                   f"of the machine's CPU)")
-        row.forecast_time_error = progress_module.relative_error(row.forecast_time_s, row.time_total_s)
-        row.forecast_kwh_error = progress_module.relative_error(row.forecast_kwh, row.energy_kwh)
+        if row.status == results.STATUS_OK:  # A run that was cut short has no forecast error to show.
+            row.forecast_time_error = progress_module.relative_error(row.forecast_time_s, row.time_total_s)
+            row.forecast_kwh_error = progress_module.relative_error(row.forecast_kwh, row.energy_kwh)
         for name in ("test_accuracy", "test_loss"):
             value = getattr(row, name)
             if value is not None and not math.isfinite(value):
                 _append_error(row, f"{name} is not finite (training diverged?)")
+        if log_path is not None and log_path.exists() and log_path.stat().st_size == 0:
+            try:  # Nothing was logged (or the disk was full): no empty file left behind.
+                log_path.unlink()
+            except OSError:
+                pass
         if log_path is None or not log_path.exists():
             row.log_file = ""
         results.write_record(results_dir, row)

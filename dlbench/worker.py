@@ -16,7 +16,9 @@ import signal
 # process must not kill it with no record. It is remembered here and turned into an 'interrupted'
 # record as soon as the run's record exists (main below).
 _TERMINATED: list[int] = []
-signal.signal(signal.SIGTERM, lambda signum, frame: _TERMINATED.append(signum))
+for _signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+    if _signum is not None:
+        signal.signal(_signum, lambda signum, frame: _TERMINATED.append(signum))
 
 import json  # noqa: E402
 import os  # noqa: E402
@@ -36,6 +38,47 @@ class DeviceError(RuntimeError):
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def _parent_pid() -> int | None:
+    try:
+        return int(os.environ["DLBENCH_PARENT_PID"])
+    except (KeyError, ValueError):
+        return None
+
+
+def orphaned() -> bool:
+    """True when the dlbench process that started this worker is gone (this one was re-parented)."""
+    parent = _parent_pid()
+    return parent is not None and os.getppid() != parent
+
+
+def stop_with_parent() -> None:
+    """A worker whose parent dies (even by SIGKILL) gets SIGTERM, handled like Ctrl-C: it records
+    'interrupted' instead of training on unaccounted for. Linux: PR_SET_PDEATHSIG; elsewhere a thread
+    polls the parent's pid every second."""
+    if _parent_pid() is None:
+        return  # Started by hand or by a test: no parent to follow.
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            armed = ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0) == 0  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            armed = False
+    if not armed:
+        import threading
+        import time
+
+        def watch():
+            while not orphaned():
+                time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="dlbench-parent-watch", daemon=True).start()
+    if orphaned():  # The parent died before the signal was armed.
+        _TERMINATED.append(signal.SIGTERM)
 
 
 @contextmanager
@@ -117,6 +160,8 @@ def main(spec: runner.RunSpec) -> int:
             # From here a polite kill (SIGTERM from a scheduler, a timeout, Ray) is handled like Ctrl-C,
             # and one that came while the process was starting is acted on now: the record says so.
             signal.signal(signal.SIGTERM, _raise_interrupt)
+            if hasattr(signal, "SIGHUP"):
+                signal.signal(signal.SIGHUP, _raise_interrupt)
             if _TERMINATED:
                 raise KeyboardInterrupt
             if import_error is not None:
@@ -129,10 +174,15 @@ def main(spec: runner.RunSpec) -> int:
             set_seeds(spec.seed, variant.uses_tensorflow)
             experiment.run(config, spec.variant, record)
     except KeyboardInterrupt:
+        if orphaned():  # No parent left to rebuild the CSV from the records: do it here.
+            try:
+                results.rebuild_csv(results_dir, spec.experiment)
+            except OSError:
+                pass
         return 130
     except results.ResultsWriteError as error:
         print(f"dlbench: error: {error}", file=sys.stderr, flush=True)
-        return 1
+        return runner.EXIT_NO_RECORD
     except Exception:
         return 1
     if row.status == results.STATUS_SKIPPED:
@@ -147,5 +197,12 @@ def _number(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
+def read_spec(argument: str) -> runner.RunSpec:
+    """The spec as JSON: on standard input when the argument is '-' (how dlbench starts workers), else
+    the argument itself."""
+    return runner.RunSpec(**json.loads(sys.stdin.read() if argument == "-" else argument))
+
+
 if __name__ == "__main__":
-    sys.exit(main(runner.RunSpec(**json.loads(sys.argv[1]))))
+    stop_with_parent()
+    sys.exit(main(read_spec(sys.argv[1])))

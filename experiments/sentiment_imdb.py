@@ -35,7 +35,7 @@ from typing import Literal
 
 import numpy as np
 
-from dlbench.experiment import Experiment, Metric, Variant
+from dlbench.experiment import DamagedModelError, Experiment, Metric, Variant
 from dlbench.metrics import precision_recall_f1, roc_auc
 
 # Keras and TensorFlow are imported inside the functions that use them.
@@ -294,11 +294,16 @@ def predict_sentiments(model, texts: list[str]) -> list[float]:
 
 
 def load_model(path):
+    """The saved model; DamagedModelError (one line) when the file is there but is no loadable model."""
     import keras
 
     import experiments.sentiment_layers  # noqa: F401  Registers the custom pieces before loading.
 
-    return keras.saving.load_model(path)
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # noqa: BLE001 - Keras raises ValueError, OSError, BadZipFile, KeyError...
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise DamagedModelError(f"model file {path} is damaged ({type(error).__name__}: {reason})") from None
 
 
 def predict_from_artifacts(artifacts_dir, texts: list[str]) -> list[float]:
@@ -308,6 +313,8 @@ def predict_from_artifacts(artifacts_dir, texts: list[str]) -> list[float]:
     path = Path(artifacts_dir) / MODEL_FILE
     if not path.exists():
         raise FileNotFoundError(f"no saved model in {artifacts_dir}")
+    if not path.is_file():
+        raise DamagedModelError(f"model file {path} is damaged (a directory, not a .keras file)")
     return predict_sentiments(load_model(path), texts)
 
 
