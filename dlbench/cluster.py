@@ -82,6 +82,9 @@ def run_all(specs: list[runner.RunSpec], address: str | None = None, cpus_per_ru
     `dlbench run` does, unless ``concurrent``."""
     ray = import_ray()
     results.check_results_dir(specs[0].results_dir, specs[0].experiment)  # Before anything runs.
+    if address:
+        check_reachable(address)  # Before a data download that would be wasted on an unreachable cluster.
+    specs = runner.prepare_data(specs)  # Once per command: the data source, the sample warning, slow notes.
     specs = [dataclasses.replace(_with_absolute_paths(spec), concurrent=concurrent or spec.concurrent)
              for spec in specs]
     with machine.exclusive(enabled=address is None and not concurrent):
@@ -145,8 +148,9 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> N
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             pass
     except OSError as error:
-        reason = "no answer" if isinstance(error, TimeoutError) else (error.strerror or str(error))
-        raise ClusterError(f"cannot reach the Ray cluster at {address} ({reason} within {timeout:.0f} s); "
+        reason = (f"no answer within {timeout:.0f} s" if isinstance(error, TimeoutError)
+                  else (error.strerror or str(error)))
+        raise ClusterError(f"cannot reach the Ray cluster at {address} ({reason}); "
                            f"is `ray start --head` running there, and the port open?") from None
 
 

@@ -129,6 +129,10 @@ def bounds_of(config_class) -> dict[str, tuple]:
 
 def check_bounds(key: str, value, bounds: dict[str, tuple]) -> None:
     """Raise ConfigError naming the key when an integer value lies outside its bounds."""
+    if isinstance(value, tuple):  # Layer widths as a list: each one bounded.
+        for item in value:
+            check_bounds(key, item, bounds)
+        return
     if isinstance(value, bool) or not isinstance(value, int):
         return
     low, high = bounds.get(key, (-INTEGER_LIMIT, INTEGER_LIMIT))
@@ -145,15 +149,20 @@ def apply_overrides(config, overrides: dict[str, str]):
     for key, text in overrides.items():
         if key not in types_by_name:
             raise ConfigError(f"unknown config key '{_shorten(key)}'; valid keys: {valid}")
+        if not isinstance(text, str):  # A Python value (the API, tests): parsed as its text would be.
+            text = str(text).lower() if isinstance(text, bool) else str(text)
         if len(text) > MAX_VALUE_CHARACTERS:
             raise ConfigError(f"the value for '{key}' is {len(text):,} characters long (at most "
                               f"{MAX_VALUE_CHARACTERS:,}); not a setting - check the command line")
         try:
             parsed[key] = parse_value(text, types_by_name[key])
         except ValueError as error:
-            hint = ""
+            expected = describe_type(types_by_name[key])
+            # "expected an integer" already says int; "comma-separated ints" or a choice adds something.
+            hint = "" if expected in ("int", "float", "bool", "str") or str(error) == f"expected {expected}" \
+                else f"; expected {expected}"
             if "=" in text:  # 'epochs=2,learning_rate=0.1': two settings in one.
-                hint = "; several settings: one --set per key=value, or separate them with spaces"
+                hint += "; several settings: one --set per key=value, or separate them with spaces"
             raise ConfigError(f"bad value for '{key}': {_shorten(repr(text))} ({error}{hint})") from None
         check_bounds(key, parsed[key], bounds)
     config = dataclasses.replace(config, **parsed)

@@ -198,8 +198,8 @@ def _number(value) -> str:
 
 
 def read_spec(argument: str) -> runner.RunSpec:
-    """The spec as JSON: on standard input when the argument is '-' (how dlbench starts workers), else
-    the argument itself."""
+    """The spec as JSON: on standard input when the argument is '-' (how dlbench starts workers, with
+    the run id as a second argument that only names the process), else the argument itself."""
     return runner.RunSpec(**json.loads(sys.stdin.read() if argument == "-" else argument))
 
 

@@ -1,12 +1,12 @@
 """
-Sentiment of IMDB movie reviews with a GRU (SPEC.md section 3), beside a simple RNN, an LSTM, a
+Sentiment of IMDB movie reviews with a GRU (docs/topics/sentiment_imdb.md), beside a simple RNN, an LSTM, a
 bidirectional GRU, a TF-IDF bigram baseline, a transformer encoder block and BERT + GRU.
 
 Raw review text in, the probability that the review is positive out. The reviews are tokenised by
 `keras.layers.TextVectorization` adapted on the training split only (vocabulary and sequence length
-in the config, 20,000 words and 200 tokens as keras-io does); the saved model (an artifact of each
-run) holds the vectoriser, so `predict_sentiment(model, "This film is great")` and
-`dlbench predict sentiment_imdb "..."` take plain sentences. 20 % of the training reviews are held
+in the config: 20,000 words and 400 tokens, which keep all of most reviews; keras-io keeps 200); the
+saved model (an artifact of each run) holds the vectoriser, so `predict_sentiment(model, "This film is
+great")` and `dlbench predict sentiment_imdb "..."` take plain sentences. 20 % of the training reviews are held
 out for validation (the course's split, early stopping on its loss with the best weights kept); the
 official 25,000 test reviews, of other movies than the training ones, are evaluated once at the end,
 so expect the test accuracy 1-2 points below the validation accuracy.
@@ -21,8 +21,8 @@ and `bert_gru` (a frozen pretrained BERT encoder + GRU head, via keras-hub; pret
 be downloaded without internet: a local preset directory is needed, else the run is `skipped`).
 Padding is masked (`mask_zero=True`), so recurrent layers and attention never read it.
 
-Measured figures (test accuracy per variant, probe sentences) are not typed here: README.md's
-"Figures measured here" and `dlbench compare sentiment_imdb` generate them from the run records, one
+Measured figures (test accuracy per variant, probe sentences) are not typed here: docs/measurements.md
+(generated) and `dlbench compare sentiment_imdb` generate them from the run records, one
 table per machine with n, spread and contention. simple_rnn is unstable from seed to seed.
 """
 
@@ -31,6 +31,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+import zipfile
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -299,6 +301,9 @@ def load_model(path):
 
     import experiments.sentiment_layers  # noqa: F401  Registers the custom pieces before loading.
 
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" for a file that is there.
+        raise DamagedModelError(f"model file {path} is damaged (not a whole .keras archive: "
+                                f"{Path(path).stat().st_size:,} bytes)")
     try:
         return keras.saving.load_model(path)
     except Exception as error:  # noqa: BLE001 - Keras raises ValueError, OSError, BadZipFile, KeyError...
@@ -308,7 +313,6 @@ def load_model(path):
 
 def predict_from_artifacts(artifacts_dir, texts: list[str]) -> list[float]:
     """What `dlbench predict sentiment_imdb TEXT...` calls with the artifacts of a finished run."""
-    from pathlib import Path
 
     path = Path(artifacts_dir) / MODEL_FILE
     if not path.exists():

@@ -44,7 +44,7 @@ def quick_specs(results_dir, variants=("numpy",), **overrides):
 
 
 def worker_processes(run_id):
-    """The dlbench worker process of a run (its command line holds the run's spec), if started."""
+    """The dlbench worker process of a run (its command line names the run), if started."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
         command = " ".join(process.info["cmdline"] or [])

@@ -45,7 +45,7 @@ def test_every_float_key_refuses_nan_and_infinity_in_one_line(key):
     for text in ("nan", "inf", "-inf"):
         with pytest.raises(config_module.ConfigError) as error:
             config_module.apply_overrides(Config(), {key: text})
-        assert str(error.value) == f"bad value for '{key}': {text!r} (expected a finite number; expected float)"
+        assert str(error.value) == f"bad value for '{key}': {text!r} (expected a finite number)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +59,8 @@ def test_optional_float_says_finite_too():
     with pytest.raises(config_module.ConfigError) as error:
         config_module.apply_overrides(ConfigWithoutValidate(), {"learning_rate": "nan"})
     assert str(error.value) == "bad value for 'learning_rate': 'nan' (expected a finite number; expected float or none)"
-    with pytest.raises(config_module.ConfigError, match=r"\(expected float or none; expected float or none\)"):
-        config_module.apply_overrides(ConfigWithoutValidate(), {"learning_rate": "fast"})  # As before.
+    with pytest.raises(config_module.ConfigError, match=r"'fast' \(expected float or none\)$"):
+        config_module.apply_overrides(ConfigWithoutValidate(), {"learning_rate": "fast"})  # Said once (issue 19).
     assert config_module.apply_overrides(ConfigWithoutValidate(), {"learning_rate": "none"}).learning_rate is None
     assert config_module.apply_overrides(ConfigWithoutValidate(), {"learning_rate": "0.5"}).learning_rate == 0.5
 

@@ -51,8 +51,9 @@ def test_1_end_to_end_unreachable_address_exits_2_within_30_seconds(tmp_path):
     finished = _cli("run", "mlp_mnist", *QUICK, "--backend", "ray", "--address", "127.0.0.1:1",
                     "--results-dir", str(tmp_path), timeout=90)
     assert finished.returncode == 2 and time.monotonic() - started < 30
-    lines = _error_lines(finished.stderr)
-    assert len(lines) == 1 and "127.0.0.1:1" in lines[0] and lines[0].startswith("dlbench: error:")
+    errors = [line for line in _error_lines(finished.stderr) if "error" in line.lower()]
+    assert len(errors) == 1 and "127.0.0.1:1" in errors[0] and errors[0].startswith("dlbench: error:")
+    assert "Traceback" not in finished.stderr
     assert not list(tmp_path.glob("runs/*/*.json"))  # Nothing ran.
 
 
@@ -207,7 +208,7 @@ def test_5_a_damaged_record_is_one_warning_moved_aside_and_its_old_row_kept(tmp_
 def test_6_predict_with_a_damaged_model_says_damaged_and_how_to_re_run(tmp_path, capsys, damage):
     artifacts = tmp_path / "artifacts" / "sentiment_imdb" / "r1"
     artifacts.mkdir(parents=True)
-    model = artifacts / "sentiment.keras"
+    model = artifacts / "model.keras"
     if damage == "directory":
         model.mkdir()
     else:
