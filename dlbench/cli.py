@@ -1,4 +1,10 @@
-"""Command line: ``dlbench list | run | compare | plot``. Bad input is one line on stderr and exit 2."""
+"""dlbench's command line: list, run, study, compare, plot, predict and report.
+
+list shows the experiments, their variants and settings, and the studies; run and study measure (one
+process and one record per run); compare, plot and report read the records; predict uses the model a
+finished run saved. `dlbench COMMAND --help` lists a command's options. Bad input is one line on stderr
+and exit status 2, before anything runs; a failed run exits 1, Ctrl-C 130 (its record says so).
+"""
 
 from __future__ import annotations
 
@@ -23,15 +29,29 @@ def default_results_dir() -> str:
     return os.environ.get("DLBENCH_RESULTS_DIR", "results")
 
 
+# The default listing fits this many columns, one line per variant (--keys prints every line in full).
+LIST_WIDTH = 120
+
+
 def command_list(arguments) -> int:
+    """Each experiment, its metric and one line per variant; with --keys also every --set key, its type
+    and its default (the variants that depart from it named), without cutting any line."""
+    def show(line: str) -> None:
+        print(line if arguments.keys or len(line) <= LIST_WIDTH else line[:LIST_WIDTH - 1] + "…")
+
     for name in registry.EXPERIMENTS:
         experiment = registry.get(name)
         metric = experiment.metric
-        print(f"{name}: {experiment.title}")
-        print(f"  metric {metric.name} ({'higher' if metric.higher_is_better else 'lower'} is better), "
-              f"progress per {experiment.progress_unit}, data {experiment.dataset}")
+        show(f"{name}: {experiment.title}")
+        show(f"  metric {metric.name} ({'higher' if metric.higher_is_better else 'lower'} is better), "
+             f"progress per {experiment.progress_unit}, data {experiment.dataset}")
+        devices = {variant_name: f"[{','.join(variant.devices)}]"
+                   for variant_name, variant in experiment.variants.items()}
+        name_width, devices_width = max(map(len, devices)), max(map(len, devices.values()))
         for variant_name, variant in experiment.variants.items():
-            print(f"  variant {variant_name} [{','.join(variant.devices)}]: {variant.description}")
+            show(f"  {variant_name:<{name_width}} {devices[variant_name]:<{devices_width}} {variant.description}")
+        if not arguments.keys:
+            continue
         types_by_name = config_module.field_types(experiment.config_class)
         configs = {variant_name: variant.config for variant_name, variant in experiment.variants.items()}
         for field in dataclasses.fields(experiment.config_class):
@@ -46,9 +66,12 @@ def command_list(arguments) -> int:
     from dlbench import studies
 
     print("studies (dlbench study NAME):")
+    name_width = max(map(len, studies.STUDIES))
     for name in studies.STUDIES:
         study = studies.get(name)
-        print(f"  {name} [{study.experiment}, {len(study.points)} runs]: {study.description}")
+        show(f"  {name:<{name_width}} [{study.experiment}, {len(study.points)} runs] {study.description}")
+    if not arguments.keys:
+        print("every --set key with its type and default: dlbench list --keys")
     return 0
 
 
@@ -137,7 +160,8 @@ def command_compare(arguments) -> int:
         reason = error.strerror or str(error)
         print(f"dlbench: warning: comparison CSV not written ({reason}); write it elsewhere with --out DIR",
               file=sys.stderr)
-    print(report.markdown_table(table) if arguments.markdown else report.format_table(table))
+    print(report.markdown_table(table) if arguments.markdown
+          else report.format_table(table, width=None if arguments.wide else report.TERMINAL_WIDTH))
     if path is not None:
         print(f"\nwritten to {path}")
     return 0
@@ -166,8 +190,12 @@ def command_predict(arguments) -> int:
         which = f"run {arguments.run}" if arguments.run else f"{arguments.experiment}/{variant}"
         raise FileNotFoundError(f"no finished run with a saved model for {which} in {arguments.results_dir}; {how}")
     chosen = finished[-1]  # Records are read oldest first.
+    from dlbench.data import native_stderr_quieted
+
     try:
-        values = experiment.predict(Path(arguments.results_dir) / chosen["artifacts_dir"], arguments.inputs)
+        # Loading the model starts TensorFlow, whose start-up lines (absl, CUDA probes) would precede the answer.
+        with native_stderr_quieted():
+            values = experiment.predict(Path(arguments.results_dir) / chosen["artifacts_dir"], arguments.inputs)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{error} (run {chosen['run_id']}); {how}") from None
     except DamagedModelError as error:
@@ -193,7 +221,8 @@ def add_run_options(parser) -> None:
     parser.add_argument("--devices", help="comma-separated cpu,gpu (default: cpu, plus gpu when one is usable)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
     parser.add_argument("--repeats", type=int, default=1, help="runs per (variant, device); seeds seed..seed+n-1")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the first repeat (default 0); repeat i uses seed + i")
     parser.add_argument("--data-dir", help="directory with the full datasets (default: $DLBENCH_DATA_DIR)")
     parser.add_argument("--strict-data", action="store_true",
                         help="fail instead of falling back to the shipped sample when full data is missing")
@@ -201,7 +230,8 @@ def add_run_options(parser) -> None:
     parser.add_argument("--country", default=os.environ.get("DLBENCH_COUNTRY", tracking.DEFAULT_COUNTRY),
                         help="ISO 3166 alpha-3 country for the carbon intensity (default: $DLBENCH_COUNTRY or FRA)")
     parser.add_argument("--no-energy", action="store_true", help="do not start CodeCarbon (rows say 'disabled')")
-    parser.add_argument("--results-dir", default=default_results_dir())
+    parser.add_argument("--results-dir", default=default_results_dir(),
+                        help="folder the records are written to (default: $DLBENCH_RESULTS_DIR, else results)")
     parser.add_argument("--verbose", action="store_true", help="full tracebacks for data errors too")
     parser.add_argument("--concurrent", action="store_true",
                         help="do not wait for other dlbench runs on this machine (recorded in each row: its "
@@ -227,40 +257,72 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="dlbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("list", help="experiments, their variants and configurable keys")
+    listing = commands.add_parser("list", help="experiments, their variants and the studies (--keys: every setting)",
+                                  description="Every experiment with its headline metric and its variants (and the "
+                                              "devices each can use), then every study; with --keys also every "
+                                              "--set key with its type and default.")
+    listing.add_argument("--keys", action="store_true",
+                         help="also every --set key with its type and default (and the variants that depart from "
+                              "it), every line in full")
 
-    run = commands.add_parser("run", help="run an experiment: one process per (variant, device, repeat)")
-    run.add_argument("experiment")
+    run = commands.add_parser("run", help="run an experiment: one process per (variant, device, repeat)",
+                              description="Run an experiment: one fresh process and one record per (variant, "
+                                          "device, repeat), with progress, a forecast, and at the end the table of "
+                                          "the runs made.")
+    run.add_argument("experiment", help="the experiment to run (dlbench list shows them)")
     add_run_options(run)
 
-    study = commands.add_parser("study", help="run every point of a study, then plot it")
-    study.add_argument("study")
+    study = commands.add_parser("study", help="run every point of a study, then plot it",
+                                description="Run every point of a study as an ordinary run (each with its record), "
+                                            "then draw the study's plot in RESULTS_DIR/plots/STUDY.png.")
+    study.add_argument("study", help="the study to run (dlbench list shows them)")
     add_run_options(study)
     study.add_argument("--plot-only", action="store_true", help="only redraw the plot from the latest rows")
 
-    compare = commands.add_parser("compare", help="table: variant x device -> headline metric, time, kWh, CO2")
-    compare.add_argument("experiment")
-    compare.add_argument("--results-dir", default=default_results_dir())
+    compare = commands.add_parser("compare", help="table: variant x device -> headline metric, time, kWh, CO2",
+                                  description="One table per machine (never pooled): variant x device -> n, "
+                                              "headline metric and steady time per unit as median [min-max], total "
+                                              "time, kWh, g CO2, flags; printed and written to NAME_compare.csv.")
+    compare.add_argument("experiment", help="the experiment whose records are compared")
+    compare.add_argument("--results-dir", default=default_results_dir(),
+                         help="folder the records are read from (default: $DLBENCH_RESULTS_DIR, else results)")
     compare.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     compare.add_argument("--out", help="folder for NAME_compare.csv (default: the results directory)")
     compare.add_argument("--include-contended", action="store_true",
                          help="pool contended runs (others used over 10 %% of the CPU) with the clean ones")
+    compare.add_argument("--wide", action="store_true",
+                         help="every column and the whole config text (default: fit 120 columns, leaving out the "
+                              "first unit's time and g CO2, then cutting the config text)")
 
-    plot = commands.add_parser("plot", help="PNG plots in RESULTS_DIR/plots: per-epoch curves, accuracy/time/CO2 bars")
-    plot.add_argument("experiment")
-    plot.add_argument("--results-dir", default=default_results_dir())
+    plot = commands.add_parser("plot", help="PNG plots in RESULTS_DIR/plots: per-epoch curves, accuracy/time/CO2 bars",
+                               description="Per-run curves of every metric the history logged, and a summary "
+                                           "(headline metric, time per unit, run time, CO2 per variant), as PNGs "
+                                           "in RESULTS_DIR/plots.")
+    plot.add_argument("experiment", help="the experiment whose records are plotted")
+    plot.add_argument("--results-dir", default=default_results_dir(),
+                      help="folder the records are read from (default: $DLBENCH_RESULTS_DIR, else results)")
 
     predict = commands.add_parser("predict", help="predictions of a finished run's saved model, e.g. "
-                                  "dlbench predict sentiment_imdb \"This film is great\"")
-    predict.add_argument("experiment")
+                                  "dlbench predict sentiment_imdb \"This film is great\"",
+                                  description="One prediction per input (e.g. the probability that a review is "
+                                              "positive) from the model saved by the latest successful run of a "
+                                              "variant, or by the run --run names.")
+    predict.add_argument("experiment", help="the experiment whose saved model predicts, e.g. sentiment_imdb")
     predict.add_argument("inputs", nargs="+", help="inputs, e.g. sentences")
     predict.add_argument("--variant", help="the variant whose latest successful run is used (default: the first)")
     predict.add_argument("--run", help="a run id instead")
-    predict.add_argument("--results-dir", default=default_results_dir())
+    predict.add_argument("--results-dir", default=default_results_dir(),
+                         help="folder the records and saved models are read from (default: $DLBENCH_RESULTS_DIR, "
+                              "else results)")
 
     report = commands.add_parser("report", help="RESULTS_DIR/report.html (self-contained) and REPORT.md: "
-                                                "every experiment's tables and figures")
-    report.add_argument("--results-dir", default=default_results_dir())
+                                                "every experiment's tables and figures",
+                                 description="One self-contained page, RESULTS_DIR/report.html, and REPORT.md: "
+                                             "every experiment's comparison tables, curves and figures, and the "
+                                             "views across experiments (metric against CO2, energy per topic, "
+                                             "forecasts, provenance).")
+    report.add_argument("--results-dir", default=default_results_dir(),
+                        help="folder the records are read from (default: $DLBENCH_RESULTS_DIR, else results)")
     report.add_argument("--out", help="folder for report.html, REPORT.md and their figures (default: the "
                                       "results directory; the records are only read)")
     return parser

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import textwrap
 from datetime import datetime
 from pathlib import Path
 
@@ -320,13 +321,69 @@ def cells(table: pd.DataFrame) -> pd.DataFrame:
     }, index=table.index)
 
 
-def format_table(table: pd.DataFrame) -> str:
-    """The comparison for a terminal: one table per machine under its label, numbers rounded."""
-    shown = cells(table)
+TERMINAL_WIDTH = 120  # Columns `dlbench compare` fits by default (--wide: everything).
+# Left out, in this order, while a table has too little room left for its config text: the first unit's time
+# (compilation and warm-up; the steady time is what compares), g CO2 (kWh times one country's carbon
+# intensity), the total time (about the steady time times the units); then the topic's further metrics,
+# the last first (the headline metric always stays).
+NARROW_LEFT_OUT = ("first s", "g CO2", "total s")
+RANGE_SUFFIX = " [min–max]"  # Said by every cell of the columns whose header ends with it: "0.97 [0.96–0.98]".
+SHORTEST_CONFIG = 20  # Characters of config text worth leaving columns out for.
+TEXT_COLUMNS = ("variant", "flags", "config")  # Left-aligned; numbers are right-aligned.
+
+
+def format_table(table: pd.DataFrame, width: int | None = TERMINAL_WIDTH) -> str:
+    """The comparison for a terminal: one table per machine under its label, numbers rounded, each fitted
+    to ``width`` columns (``fit``); ``width=None`` (dlbench compare --wide) shows every column in full."""
     blocks = [machine_note(table)] if machine_note(table) else []
-    for label, rows in shown.groupby("machine", sort=False):
-        blocks.append(f"machine: {label}\n" + render(rows.drop(columns="machine"), left=("variant", "flags", "config")))
+    left_out, cut = {}, False  # What some table does not show, said once under the last.
+    for label, rows in cells(table).groupby("machine", sort=False):
+        rows = rows.drop(columns="machine")
+        if width is not None:
+            rows, dropped, config_cut = fit(rows, width)
+            left_out.update(dict.fromkeys(dropped))
+            cut = cut or config_cut
+        blocks.append(f"machine: {label}\n" + render(rows, left=TEXT_COLUMNS))
+    if left_out or cut:
+        missing = ([f"not shown: {', '.join(left_out)}"] if left_out else []) + (["config text cut"] if cut else [])
+        blocks.append(textwrap.fill(f"(to fit {width} columns: {'; '.join(missing)}. dlbench compare --wide shows "
+                                    f"everything)", width))
     return "\n\n".join(blocks)
+
+
+def fit(rows: pd.DataFrame, width: int) -> tuple[pd.DataFrame, list[str], bool]:
+    """One machine's display cells narrowed until their lines fit ``width``, losing as little as possible:
+    while too little room is left for the config text, a flags column with no flag, the " [min–max]" that
+    ends two headers (every cell shows it), then the columns of NARROW_LEFT_OUT and the topic's further
+    metrics; last, the end of the config texts that are still too long. Returns the cells, the columns
+    left out and whether config text was cut."""
+    def room_for_config(frame: pd.DataFrame) -> int:
+        lines = render(frame.drop(columns="config"), left=TEXT_COLUMNS).splitlines()
+        return width - max(map(len, lines)) - 1
+
+    longest = max([len("config"), *map(len, rows["config"])])
+
+    def enough(frame: pd.DataFrame) -> bool:
+        return room_for_config(frame) >= min(longest, SHORTEST_CONFIG)
+
+    columns = list(rows.columns)
+    further_metrics = columns[columns.index("g CO2") + 1:columns.index("flags")]
+    if not enough(rows) and (rows["flags"] == "").all():
+        rows = rows.drop(columns="flags")
+    if not enough(rows):
+        rows = rows.rename(columns={column: column.removesuffix(RANGE_SUFFIX) for column in rows.columns})
+    left_out = []
+    for column in [*NARROW_LEFT_OUT, *reversed(further_metrics)]:
+        if enough(rows):
+            break
+        rows = rows.drop(columns=column)
+        left_out.append(column)
+    keep = max(room_for_config(rows), len("defaults"))
+    if keep >= longest:
+        return rows, left_out, False
+    # The config is the last column: cutting it narrows every line that is too wide.
+    rows = rows.assign(config=[text if len(text) <= keep else text[:keep - 1] + "…" for text in rows["config"]])
+    return rows, left_out, True
 
 
 def markdown_table(table: pd.DataFrame) -> str:

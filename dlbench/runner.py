@@ -15,12 +15,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from dlbench import config as config_module
-from dlbench import environment, machine, registry, results
+from dlbench import data, environment, machine, registry, results
 from dlbench.data import DataOptions
 
 
@@ -29,6 +30,9 @@ MAX_REPEATS = 1_000
 PLAN_LISTED = 20  # A longer plan is summed up, not listed run by run.
 # The worker's exit status when it could not write its record (it has said why, in one line).
 EXIT_NO_RECORD = 3
+# How long the output relays may take to pass on a finished worker's last lines: a grandchild process that
+# kept the worker's output open must not hold the parent up.
+RELAY_DRAIN_S = 5.0
 
 
 class RunnerError(ValueError):
@@ -155,12 +159,41 @@ def plan_points(experiment_name: str, points: list[tuple[str, dict, str]], devic
               f"{', '.join(experiment.variants[variant].devices)} only", file=sys.stderr)
     if not specs:
         raise RunnerError("nothing to run: the chosen variants do not run on the chosen devices")
-    # Say up front when a run will take hours on this CPU, before the user walks away.
-    for variant in dict.fromkeys(spec.variant for spec in specs if spec.device == "cpu"):
+    # The data source and the slow-run notes are said once the results folder is known to be usable too
+    # (prepare_data, at the start of run_all): a bad --results-dir stays a one-line error.
+    return specs
+
+
+def prepare_data(specs: list[RunSpec]) -> list[RunSpec]:
+    """Once per command, after every check and before the first run: decide where the runs' data comes
+    from (``data.prepare``: found, downloaded now, or the shipped sample, announced here once) and give
+    every run that outcome, so that no run downloads or warns again; then say which runs take long on
+    this CPU. Topics that generate their data have nothing to find."""
+    experiment = registry.get(specs[0].experiment)
+    options, source = DataOptions(**specs[0].data_options), None  # The plan gives every run the same.
+    if experiment.dataset in data.FULL_DATA:
+        options, source = data.prepare(experiment.dataset, options)
+    announce_slow_runs(specs[0].experiment, [spec.variant for spec in specs if spec.device == "cpu"],
+                       on_sample=source == data.SOURCE_SAMPLE)
+    planned = specs[0].data_options  # A spec given other options by hand (a test) keeps its own.
+    return [dataclasses.replace(spec, data_options=dataclasses.asdict(options)) if spec.data_options == planned
+            else spec for spec in specs]
+
+
+def announce_slow_runs(experiment_name: str, cpu_variants: list[str], on_sample: bool) -> None:
+    """Say up front when a run will take long on this CPU, before the user walks away: once per note, naming
+    every variant it applies to. The notes give full-data times: on the shipped sample, which trains in
+    minutes, they would only mislead."""
+    if on_sample:
+        return
+    experiment = registry.get(experiment_name)
+    variants_by_note: dict[str, list[str]] = {}
+    for variant in dict.fromkeys(cpu_variants):
         note = experiment.variants[variant].slow_on_cpu
         if note:
-            print(f"[dlbench] note: {experiment_name}/{variant} on CPU: {note}", file=sys.stderr)
-    return specs
+            variants_by_note.setdefault(note, []).append(variant)
+    for note, variants in variants_by_note.items():
+        print(f"[dlbench] note: {experiment_name}/{','.join(variants)} on CPU: {note}", file=sys.stderr)
 
 
 def child_environment(device: str) -> dict:
@@ -178,7 +211,8 @@ def child_environment(device: str) -> dict:
 def start_worker(spec: RunSpec, environment_variables: dict | None = None, **popen_options) -> subprocess.Popen:
     """``python -m dlbench.worker -`` with the spec on its standard input: a spec of any size (a long
     --set value) fits, where the command line has a limit of its own."""
-    command = [sys.executable, "-m", "dlbench.worker", "-"]
+    # The run id on the command line only names the process (ps, a test looking for it).
+    command = [sys.executable, "-m", "dlbench.worker", "-", spec.run_id]
     process = subprocess.Popen(command, env=environment_variables or child_environment(spec.device),
                                stdin=subprocess.PIPE, **popen_options)
     try:
@@ -214,11 +248,36 @@ def termination_as_interrupt():
             signal.signal(signum, old)
 
 
-def execute(spec: RunSpec) -> int:
+def relay_lines(stream, target) -> threading.Thread:
+    """Copy a worker's output to this process's ``target`` (sys.stdout or sys.stderr) line by line, in a
+    thread. A notebook shows what its kernel writes to sys.stdout, never what a child process writes to the
+    kernel's file descriptors."""
+    def copy():
+        with stream:
+            for line in iter(stream.readline, b""):
+                try:
+                    target.write(line.decode("utf-8", errors="replace"))
+                    target.flush()
+                except (OSError, ValueError):  # Output closed: keep reading, or the worker would block on a full pipe.
+                    pass
+
+    thread = threading.Thread(target=copy, name="dlbench-relay", daemon=True)
+    thread.start()
+    return thread
+
+
+def execute(spec: RunSpec, relay_output: bool = False) -> int:
     """Run one spec in a child process; make sure its record exists afterwards and rebuild the CSV.
-    Returns the exit status."""
+    Returns the exit status. With ``relay_output`` the worker's output passes through this process's
+    sys.stdout and sys.stderr (dlbench.run in a notebook) instead of going straight to the terminal; the
+    worker then sees no terminal, so its progress is plain lines."""
     print(f"[dlbench] run {spec.run_id}: {spec.label()} seed={spec.seed}", flush=True)
-    process = start_worker(spec)
+    relays = []
+    if relay_output:
+        process = start_worker(spec, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        relays = [relay_lines(process.stdout, sys.stdout), relay_lines(process.stderr, sys.stderr)]
+    else:
+        process = start_worker(spec)
     interrupted = None
     try:
         status = process.wait()
@@ -238,6 +297,8 @@ def execute(spec: RunSpec) -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
                 status = process.wait()
+    for relay in relays:  # The worker's last lines (its result) before the parent's next one.
+        relay.join(timeout=RELAY_DRAIN_S)
     try:
         if not results.has_record(spec.results_dir, spec.experiment, spec.run_id):
             row = spec.new_row(
@@ -270,20 +331,22 @@ def describe_plan(specs: list[RunSpec]) -> str:
             f"first {labels[0]}, last {labels[-1]}")
 
 
-def run_all(specs: list[RunSpec], concurrent: bool = False) -> int:
+def run_all(specs: list[RunSpec], concurrent: bool = False, relay_output: bool = False) -> int:
     """Execute every spec in order; return 0 if all succeeded, 1 if any failed, 130 on Ctrl-C (128 +
     the signal on SIGTERM/SIGHUP). Holds the machine-wide measurement lock throughout (a second dlbench
-    run waits) unless ``concurrent``; ends with the comparison table of the runs it made."""
+    run waits) unless ``concurrent``; ends with the comparison table of the runs it made.
+    ``relay_output``: see ``execute``."""
     results.check_results_dir(specs[0].results_dir, specs[0].experiment)  # Before anything runs.
     failures, status = 0, None
     print(f"[dlbench] {describe_plan(specs)}", flush=True)
+    specs = prepare_data(specs)
     try:
         with termination_as_interrupt(), machine.exclusive(enabled=not concurrent) as lock:
             for spec in specs:
                 lock.now_running(f"{spec.run_id} {spec.label()}")
                 spec = dataclasses.replace(spec, concurrent=concurrent, lock_wait_s=round(lock.waited_s, 3))
                 lock.waited_s = 0.0  # Only the first run of the command waited.
-                exit_status = execute(spec)
+                exit_status = execute(spec, relay_output)
                 if exit_status != 0:
                     failures += 1
                     where = ("its record says why" if results.has_record(spec.results_dir, spec.experiment,
@@ -338,10 +401,13 @@ def run_table(results_dir, experiment: str, run_ids: list[str]) -> str:
              number(100 * record["forecast_time_error"] if isinstance(record.get("forecast_time_error"), (int, float))
                     else None, "{:+.0f}%"),
              number(100 * record["cpu_other_share"] if isinstance(record.get("cpu_other_share"), (int, float))
-                    else None, "{:.0f}%") + (" contended" if record.get("contended") else ""),
+                    else None, "{:.0f}%") + ("!" if record.get("contended") else ""),
              record.get("dataset_source", "")] for record in records]
     widths = [max(len(str(line[column])) for line in [header, *rows]) for column in range(len(header))]
     left = {0, 2, len(header) - 2, len(header) - 1}  # Text columns; numbers are right-aligned.
-    return "\n".join(" ".join(str(cell).ljust(width) if column in left else str(cell).rjust(width)
-                               for column, (cell, width) in enumerate(zip(line, widths))).rstrip()
-                      for line in [header, *rows])
+    table = "\n".join(" ".join(str(cell).ljust(width) if column in left else str(cell).rjust(width)
+                                for column, (cell, width) in enumerate(zip(line, widths))).rstrip()
+                       for line in [header, *rows])
+    if any(record.get("contended") for record in records):  # A mark, not a word: the table stays narrow.
+        table += "\n! contended: other processes used over 10 % of the CPU during the run (its times include theirs)"
+    return table

@@ -10,7 +10,8 @@ import pytest
 from dlbench import cli, config as config_module, registry, results
 from experiments import cnn_cifar
 
-# Computed by hand from SPEC.md section 2 (weights + biases; batch norm has 4 values per channel).
+# Computed by hand from the architectures in docs/topics/cnn_cifar.md (weights + biases; batch norm has 4
+# values per channel).
 EXPECTED_PARAMETERS = {
     "fc_sgd": 3_072 * 1_024 + 1_024 + 1_024 * 256 + 256 + 256 * 64 + 64 + 64 * 10 + 10,  # 3,426,250
     "fc_adam": 3_426_250,
@@ -156,5 +157,9 @@ def test_planning_wide_on_cpu_warns_about_the_run_time(capsys):
 
     specs = runner.plan("cnn_cifar", ["lenet", "wide"], ["cpu"], {}, results_dir="unused")
     assert [spec.variant for spec in specs] == ["lenet", "wide"]
+    # Said once per command when the data source is known (runner.prepare_data), not by plan().
+    runner.announce_slow_runs("cnn_cifar", [spec.variant for spec in specs], on_sample=False)
     warning = capsys.readouterr().err
     assert "cnn_cifar/wide on CPU: about 3.5 minutes per epoch" in warning and "cnn_cifar/lenet" not in warning
+    runner.announce_slow_runs("cnn_cifar", ["wide"], on_sample=True)  # Full-data times mislead on the sample.
+    assert capsys.readouterr().err == ""

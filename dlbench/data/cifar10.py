@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dlbench.data.common import (
-    SOURCE_FULL, SOURCE_SAMPLE, SPLIT_KEYS, Dataset, DataOptions, _from_keras, _resolve, cache_dir,
+    SOURCE_FULL, SOURCE_SAMPLE, SPLIT_KEYS, Dataset, DataOptions, FullData, _from_keras, _resolve, cache_dir,
     check_split_arrays, read_npz, reading,
 )
 
@@ -25,6 +25,12 @@ CIFAR10_JPEG_NOTE = "lossy JPEG quality-75 copy of CIFAR-10, not the original pi
 CIFAR10_IMAGE_SHAPE = (32, 32, 3)
 CIFAR10_JPEG_KEYS = ("train_jpeg_bytes", "train_jpeg_offsets", "y_train", "test_jpeg_bytes", "test_jpeg_offsets",
                      "y_test")
+# keras.datasets.cifar10 keeps the downloaded archive under this cache name (checked against its sha256 on
+# every load) and extracts it next to it, into cifar-10-batches-py-target/.
+CIFAR10_FULL_DATA = FullData(
+    file_name=CIFAR10_FILE, url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    cache_name="cifar-10-batches-py-target_archive",
+    sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce")
 
 
 def decode_jpeg_images(jpeg_bytes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -126,10 +132,8 @@ def load_cifar10(options: DataOptions) -> Dataset:
     return _resolve(
         "cifar10", CIFAR10_FILE, options,
         from_file=_cifar10_from_jpeg_npz,
-        # keras.datasets.cifar10 keeps the downloaded archive under this name (checked against its
-        # sha256 on every load) and extracts it next to it, into cifar-10-batches-py-target/.
         from_keras=lambda allow_download: _from_keras(
-            "cifar10", "cifar-10-batches-py-target_archive", allow_download, CIFAR10_CLASS_NAMES,
+            "cifar10", CIFAR10_FULL_DATA.cache_name, allow_download, CIFAR10_CLASS_NAMES,
             " (original lossless CIFAR-10 python batches)"),
         from_sample=_cifar10_from_sample,
     )

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import sys
+import tempfile
+import urllib.request
 from importlib import resources
 from pathlib import Path
 
@@ -49,6 +52,9 @@ class DataOptions:
     data_dir: str | None = None
     strict: bool = False
     allow_download: bool = True
+    # Set by the parent process when it has already said, once for the whole command, that the shipped
+    # sample will be used (``prepare``): each run then falls back to it without repeating the warning.
+    sample_announced: bool = False
 
     @classmethod
     def from_environment(cls, data_dir=None, strict=None, allow_download=None) -> "DataOptions":
@@ -187,6 +193,93 @@ def normalize_labels(labels, name: str = "labels") -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
+# Where the full data is, downloading it, and Keras kept quiet
+# --------------------------------------------------------------------------------------------------
+
+DOWNLOAD_TIMEOUT_S = 30  # Per connection attempt and per read: offline, a name lookup fails at once anyway.
+
+
+@dataclasses.dataclass(frozen=True)
+class FullData:
+    """Where the full copy of a dataset is looked for, declared once per dataset module: its loader reads
+    these places, and the parent process checks them once per command before any run starts (``prepare``)."""
+
+    file_name: str  # In the data directory (--data-dir / DLBENCH_DATA_DIR).
+    url: str  # The original download, the one keras.datasets / keras.utils.get_file fetch.
+    cache_name: str  # The name keras.utils.get_file gives the download in the Keras cache.
+    sha256: str | None = None  # Of the download, where Keras checks one.
+    # Further names that hold the full data too: a folder in the data directory (S-BSST265), an archive the
+    # Keras cache has already extracted.
+    other_data_dir_names: tuple[str, ...] = ()
+    other_cache_names: tuple[str, ...] = ()
+
+
+def fetch(url: str, target: Path, sha256: str | None = None, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
+    """Download ``url`` to ``target`` with a plain HTTP request, where keras.utils.get_file would keep it, so
+    that Keras finds it there later; no TensorFlow is imported. The file appears whole or not at all; an
+    OSError (offline, HTTP error) or ValueError (checksum) says why not."""
+    print(f"[dlbench] downloading {url} to {target}", file=sys.stderr, flush=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as file:
+            while chunk := response.read(1 << 20):
+                file.write(chunk)
+                digest.update(chunk)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise ValueError(f"the download's sha256 is {digest.hexdigest()}, expected {sha256} (damaged or "
+                             f"changed at the source)")
+        os.replace(partial, target)  # Atomic: a concurrent run never reads half a file.
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def native_stderr_quieted():
+    """Keep what native code writes to file descriptor 2 during the block off the console.
+
+    TensorFlow prints its start-up lines (absl's "All log messages before absl::InitializeLog()", CUDA
+    probes, oneDNN) there when Keras is first imported or a device first used, before any Python log
+    setting applies. If the block raises, the captured text is shown after all: it may say why."""
+    try:
+        sys.stderr.flush()
+        captured = tempfile.TemporaryFile()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # No file descriptor 2 (a service) or no temporary file: nothing to keep off.
+        captured = None
+    if captured is None:
+        yield
+        return
+    os.dup2(captured.fileno(), 2)
+    failed = False
+    try:
+        yield
+    except Exception:
+        failed = True
+        raise
+    finally:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)
+        os.close(saved)
+        if failed:
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode("utf-8", errors="replace"))
+        captured.close()
+
+
+def import_keras():
+    """Keras, imported with TensorFlow's start-up lines kept off the console (a loader may be the first
+    to import it: in a notebook, a test, a run whose worker did not)."""
+    with native_stderr_quieted():  # Once Keras is loaded, the import is a dictionary look-up.
+        import keras
+    return keras
+
+
+# --------------------------------------------------------------------------------------------------
 # Resolution shared by every dataset
 # --------------------------------------------------------------------------------------------------
 
@@ -199,13 +292,27 @@ def _from_keras(name: str, cached_file: str, allow_download: bool, class_names, 
         return None, f"Keras cache {cached}: absent; download disabled"
     origin = f"keras cache: {cached}" if cached.exists() else "keras download"
     try:
-        import keras
-
+        keras = import_keras()
         (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as error:  # Offline, proxy, corrupted cache: all mean "not available here".
         # One line, as it ends up in the strict-mode error and the fallback warning.
         return None, f"Keras cache {cached} / download: {type(error).__name__}: {one_line(error)}"
     return Dataset(name, x_train, y_train, x_test, y_test, SOURCE_FULL, origin + note, tuple(class_names)), ""
+
+
+def how_to_provide(name: str, file_name: str) -> str:
+    return (f"Provide the full {name} data: put {file_name} in a directory and pass --data-dir DIR "
+            f"(or set DLBENCH_DATA_DIR=DIR; see README.md, section Data), or run once with internet access "
+            f"so that it can be downloaded and cached.")
+
+
+def sample_warning(name: str, train_count: int, test_count: int, tried: list[str], how_to: str) -> str:
+    """The loud warning that the shipped sample stands in for the full data: said once per command."""
+    banner = "!" * 100
+    return (f"\n{banner}\nWARNING: full {name} data not found; using the small real sample shipped with "
+            f"dlbench ({train_count} train / {test_count} test). Accuracy will be far below "
+            f"full-data figures and the result row says dataset_source=sample.\nTried: {'; '.join(tried)}\n"
+            f"{how_to}\n{banner}\n")
 
 
 def _resolve(name, file_name, options: DataOptions, from_file, from_keras, from_sample) -> Dataset:
@@ -222,23 +329,61 @@ def _resolve(name, file_name, options: DataOptions, from_file, from_keras, from_
         if dataset is not None:
             return dataset
         tried.append(reason)
-    how_to = (
-        f"Provide the full {name} data: put {file_name} in a directory and pass --data-dir DIR "
-        f"(or set DLBENCH_DATA_DIR=DIR; see README.md, section Data), or run once with internet access "
-        f"so Keras can download and cache it."
-    )
+    how_to = how_to_provide(name, file_name)
     if options.strict:
         # One line: the command line prints it as the whole error.
         raise DataUnavailableError(one_line(f"full {name} data not found ({'; '.join(tried)}). {how_to}"))
     path = sample_path(f"{name}_sample.npz")
     dataset = from_sample(path)
-    banner = "!" * 100
-    print(
-        f"\n{banner}\nWARNING: full {name} data not found; using the small real sample shipped with "
-        f"dlbench ({len(dataset.x_train)} train / {len(dataset.x_test)} test). Accuracy will be far below "
-        f"full-data figures and the result row says dataset_source=sample.\nTried: {'; '.join(tried)}\n"
-        f"{how_to}\n{banner}\n",
-        file=sys.stderr,
-        flush=True,
-    )
+    if not options.sample_announced:
+        print(sample_warning(name, len(dataset.x_train), len(dataset.x_test), tried, how_to), file=sys.stderr,
+              flush=True)
     return dataset
+
+
+def _sample_counts(name: str) -> tuple[int, int]:
+    """Train and test items of the shipped sample, read from its labels or ids alone (no images decoded)."""
+    with np.load(sample_path(f"{name}_sample.npz")) as archive:
+        return tuple(len(archive[f"ids_{split}" if f"ids_{split}" in archive.files else f"y_{split}"])
+                     for split in ("train", "test"))
+
+
+def prepare(name: str, full: FullData, options: DataOptions) -> tuple[DataOptions, str | None]:
+    """Decide once per command, in the parent process and before any run starts, where the runs' data
+    comes from: the data directory or the Keras cache when the full data is there; else its download,
+    made now (once, not in every run); else the shipped sample, which is then announced here, once.
+
+    Returns the options the runs get and the source: ``SOURCE_FULL``, ``SOURCE_SAMPLE`` (the options then
+    say it was announced and that downloading failed or is off), or None when strict mode will fail the
+    runs or the sample is unreadable (each run's record then says why, as without this step). A file
+    that is found is only read by the runs: if it turns out unusable, they say so themselves."""
+    tried = []
+    if options.data_dir:
+        directory = Path(options.data_dir).expanduser()
+        if any((directory / file).exists() for file in (full.file_name, *full.other_data_dir_names)):
+            return options, SOURCE_FULL
+        tried.append(f"data dir: {directory / full.file_name} does not exist")
+    else:
+        tried.append("data dir: none given (--data-dir / DLBENCH_DATA_DIR)")
+    cache = keras_cache_dir()
+    if any((cache / file).exists() for file in (full.cache_name, *full.other_cache_names)):
+        return options, SOURCE_FULL
+    if not options.allow_download:
+        tried.append(f"Keras cache {cache / full.cache_name}: absent; download disabled")
+    else:
+        try:
+            fetch(full.url, cache / full.cache_name, full.sha256)
+            return options, SOURCE_FULL
+        except (OSError, ValueError) as error:  # Offline, proxy, HTTP error, damaged download.
+            tried.append(f"Keras cache {cache / full.cache_name}: absent; download: {type(error).__name__}: "
+                         f"{describe_error(error)}")
+    if options.strict:
+        return options, None
+    try:
+        train_count, test_count = _sample_counts(name)
+    except (OSError, ValueError, KeyError):
+        return options, None
+    print(sample_warning(name, train_count, test_count, tried, how_to_provide(name, full.file_name)),
+          file=sys.stderr, flush=True)
+    # Downloading failed or is off: the runs do not try again, each for nothing.
+    return dataclasses.replace(options, allow_download=False, sample_announced=True), SOURCE_SAMPLE

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from dlbench.data.common import (
-    SOURCE_FULL, SOURCE_SAMPLE, SPLIT_KEYS, Dataset, DataOptions, _resolve, check_labels, describe_error,
-    keras_cache_dir, read_npz, reading,
+    SOURCE_FULL, SOURCE_SAMPLE, SPLIT_KEYS, Dataset, DataOptions, FullData, _resolve, check_labels,
+    describe_error, import_keras, keras_cache_dir, read_npz, reading,
 )
 
 IMDB_FILE = "imdb_reviews.npz"
@@ -23,6 +23,8 @@ IMDB_ARCHIVE = "aclImdb_v1.tar.gz"
 # datasets/aclImdb_v1.tar.gz and extracts it into datasets/aclImdb_v1_extracted/, whose top folder is aclImdb/.
 # Keras 2's untar=True extracted it straight into datasets/, so datasets/aclImdb/ is accepted too.
 IMDB_EXTRACTED = "aclImdb_v1_extracted"
+IMDB_FULL_DATA = FullData(file_name=IMDB_FILE, url=IMDB_URL, cache_name=IMDB_ARCHIVE,
+                          other_cache_names=(f"{IMDB_EXTRACTED}/aclImdb", "aclImdb"))
 IMDB_SAMPLE_KEYS = ("train_text_bytes", "train_text_offsets", "y_train", "test_text_bytes", "test_text_offsets",
                     "y_test")
 IMDB_SAMPLE_NOTE = ("real aclImdb v1.0 reviews, balanced between labels, drawn with a fixed seed from the shared "
@@ -146,8 +148,7 @@ def _imdb_from_keras(allow_download: bool):
         return None, "; ".join(tried) + "; download disabled"
     origin = f"keras cache: {archive}" if archive.exists() else f"keras download: {IMDB_URL}"
     try:
-        import keras
-
+        keras = import_keras()
         # cache_dir given explicitly: Keras reads KERAS_HOME once, when it is imported.
         extracted = Path(keras.utils.get_file(IMDB_ARCHIVE, IMDB_URL, extract=True, cache_dir=str(cache.parent),
                                               cache_subdir=cache.name))

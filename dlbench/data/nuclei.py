@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from dlbench.data.common import (
-    SOURCE_FULL, SOURCE_SAMPLE, DataOptions, _resolve, describe_error, keras_cache_dir, read_npz, reading,
+    SOURCE_FULL, SOURCE_SAMPLE, DataOptions, FullData, _resolve, describe_error, import_keras, keras_cache_dir,
+    read_npz, reading,
 )
 
 NUCLEI_FILE = "nuclei_dsb2018_stage1_train.npz"
@@ -27,6 +28,8 @@ NUCLEI_SBSST265_FOLDERS = ("rawimages", "groundtruth")
 NUCLEI_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"
 NUCLEI_ARCHIVE = "stage1_train.zip"
 NUCLEI_EXTRACTED = "stage1_train_extracted"  # Where Keras 3's get_file(extract=True) puts its contents.
+NUCLEI_FULL_DATA = FullData(file_name=NUCLEI_FILE, url=NUCLEI_URL, cache_name=NUCLEI_ARCHIVE,
+                            other_data_dir_names=(NUCLEI_SBSST265_DIR,), other_cache_names=(NUCLEI_EXTRACTED,))
 # The fluorescence subset, as the shared copy's README defines it: grayscale and a dark background.
 NUCLEI_FLUORESCENCE_MAX_MEAN = 100.0
 NUCLEI_DSB_NOTE = ("Data Science Bowl 2018 stage1_train (BBBC038v1, CC0) standing in for S-BSST265, fluorescence "
@@ -191,8 +194,7 @@ def _nuclei_from_keras(options: DataOptions):
         return None, "; ".join(tried + [f"Keras cache {archive}: absent; download disabled"])
     origin = f"keras cache: {archive}" if archive.exists() else f"keras download: {NUCLEI_URL}"
     try:
-        import keras
-
+        keras = import_keras()
         folder = Path(keras.utils.get_file(NUCLEI_ARCHIVE, NUCLEI_URL, extract=True, cache_dir=str(cache.parent),
                                            cache_subdir=cache.name))
         if (folder / "stage1_train").is_dir():
