@@ -1,5 +1,5 @@
 """
-Deep Q-learning on the mouse game (SPEC.md section 4): a random mouse, dense and convolutional
+Deep Q-learning on the mouse game (docs/topics/dqn_mouse.md): a random mouse, dense and convolutional
 deep Q-networks, and the convolutional one with epsilon decaying over training.
 
 The game is experiments/mouse_game.py (a Gymnasium environment, `dlbench/MouseGame-v0`): cheese
@@ -24,7 +24,7 @@ this game, which reports 13.1). The `parallel_games` games of a round are logged
 history entry with their mean score (seconds per episode = the round's time / parallel_games).
 
 Measured figures (greedy and epsilon-0.1 scores per agent, seconds, environment steps/s) are not
-typed here: README.md's "Figures measured here" and `dlbench compare dqn_mouse` generate them from the
+typed here: docs/measurements.md (generated) and `dlbench compare dqn_mouse` generate them from the
 run records. Longer training was seen to lower the greedy score while the epsilon-0.1 score held: a
 memoryless greedy mouse loops once everything in view has been visited, and the loops grow with training.
 """
@@ -264,6 +264,12 @@ def train(config: Config, record, observation_shape):
 # -------------------------------------------------------------------------------------------- Evaluate
 
 
+# What each colour of a game picture means: the colours MouseGameEnv.render paints (mouse_game.py).
+PICTURE_LEGEND = {"mouse": (220, 30, 30), "cheese (+0.5)": (250, 200, 40), "poison (-1)": (150, 40, 160),
+                  "wall": (60, 60, 60), "visited": (205, 215, 235), "floor": (235, 235, 235)}
+FRAME_EVERY = 10  # A picture of the first evaluation game every 10 moves.
+
+
 def play(config: Config, policy, epsilon: float, seed: int, frames: list | None = None):
     """The evaluation games (fixed seeds, no penalty), all stepped together: their scores, cheese and
     poison counts. ``frames`` collects pictures of the first game."""
@@ -272,7 +278,7 @@ def play(config: Config, policy, epsilon: float, seed: int, frames: list | None 
     observations = np.stack([game.reset(seed=EVALUATION_SEED + index)[0] for index, game in enumerate(games)])
     scores = np.zeros(len(games))
     for step in range(config.horizon):
-        if frames is not None and step % 10 == 0:
+        if frames is not None and step % FRAME_EVERY == 0:
             games[0].render_mode = "rgb_array"
             frames.append(games[0].render())
         greedy = policy(observations) if policy is not None else np.zeros(len(games), np.int32)
@@ -287,20 +293,33 @@ def play(config: Config, policy, epsilon: float, seed: int, frames: list | None 
 
 
 def save_pictures(record, frames, variant: str) -> None:
-    """A GIF and a PNG strip of the first evaluation game, and the learning curve."""
+    """A GIF and a PNG strip of the first evaluation game (the strip with its colour legend), and the
+    learning curve."""
     from PIL import Image
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.patches
+    import matplotlib.pyplot as plt
 
     images = [Image.fromarray(frame) for frame in frames]
     images[0].save(record.artifact_path(f"game_{variant}.gif"), save_all=True, append_images=images[1:],
                    duration=250, loop=0)
-    strip = np.concatenate(frames[:: max(1, len(frames) // 6)][:6], axis=1)
-    Image.fromarray(strip).save(record.artifact_path(f"game_{variant}_strip.png"))
+    stride = max(1, len(frames) // 6)
+    shown = list(range(0, len(frames), stride))[:6]
+    figure, axes = plt.subplots(1, len(shown), figsize=(1.7 * len(shown), 2.6), squeeze=False)
+    for axis, index in zip(axes[0], shown):
+        axis.imshow(frames[index])
+        axis.set_title(f"move {index * FRAME_EVERY}", fontsize=8)
+        axis.set_axis_off()
+    handles = [matplotlib.patches.Patch(facecolor=np.array(colour) / 255, edgecolor="grey", label=name)
+               for name, colour in PICTURE_LEGEND.items()]
+    figure.legend(handles=handles, loc="lower center", ncols=len(handles), fontsize=7, frameon=False)
+    figure.suptitle(f"dqn_mouse / {variant}: the first evaluation game", fontsize=9)
+    figure.tight_layout(rect=(0, 0.1, 1, 1))  # The bottom tenth holds the legend.
+    figure.savefig(record.artifact_path(f"game_{variant}_strip.png"), dpi=90)
+    plt.close(figure)
     if record.units:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         episodes = [unit["episode"] for unit in record.units]
         figure, axis = plt.subplots(figsize=(7, 3.6))
         axis.plot(episodes, [unit["score"] for unit in record.units], "o-", markersize=3,
@@ -355,7 +374,8 @@ EXPERIMENT = Experiment(
         "conv_egreedy": Variant("Model 2 with epsilon decaying from 1.0 to 0.01 over training", CONV_EGREEDY),
     },
     run=run,
-    metric=Metric("mean_score", higher_is_better=True),
+    # The training log's "score" (the mean score of each round of games) tracks the headline while training.
+    metric=Metric("mean_score", higher_is_better=True, validation_log="score"),
     # The agent is what a variant is; epsilon stays settable (conv_egreedy is conv with a decaying one).
     identity=("agent",),
     progress_unit="episode",
