@@ -1,5 +1,5 @@
 """
-Autoencoders on MNIST (SPEC.md section 5, the course's hands-on): an encoder R^784 -> R^m and a
+Autoencoders on MNIST (docs/topics/autoencoder_mnist.md, the course's hands-on): an encoder R^784 -> R^m and a
 decoder back, m = 32 < 784, trained on the loss ||x - x_hat||^2, and the three uses the course teaches.
 
 - Compression: the test reconstruction MSE at m = 32 (the headline; per pixel, images in [0, 1]) and
@@ -25,8 +25,8 @@ Variants, chosen by the config's `architecture` (what a variant is: --set refuse
 (784 -> 256 -> 128 -> m -> 128 -> 256 -> 784) and `conv` (stride-2 convolutions 32, 64 -> dense code
 of m -> mirrored transposed convolutions). Adam 1e-3, batch 128.
 
-Measured figures (test MSE, PSNR gain, anomaly AUC per digit) are not typed here: README.md's
-"Figures measured here" and `dlbench compare autoencoder_mnist` generate them from the run records,
+Measured figures (test MSE, PSNR gain, anomaly AUC per digit) are not typed here: docs/measurements.md
+(generated) and `dlbench compare autoencoder_mnist` generate them from the run records,
 with the machine, n, spread and contention of each row; results/plots/autoencoder_anomaly.png draws
 the study.
 """

@@ -1,5 +1,6 @@
 """
-Title: the autoencoder's anomaly-detection study (SPEC.md section 5): `dlbench study autoencoder_anomaly`.
+Title: the autoencoder's anomaly-detection study (docs/topics/autoencoder_mnist.md):
+`dlbench study autoencoder_anomaly`.
 
 The standard one-class protocol run ten times: each point trains the `conv` autoencoder on one normal
 digit only (tasks=anomaly, so the compression and denoising models are not trained again) and scores

@@ -1,6 +1,6 @@
 """
 Fully connected network vs small CNN vs wide CNN on CIFAR-10, with SGD/Adam and ablations
-(SPEC.md section 2: 32x32x3 colour images, 10 classes, 50k train / 10k test).
+(docs/topics/cnn_cifar.md: 32x32x3 colour images, 10 classes, 50k train / 10k test).
 
 The course's three models, trained with keras `model.fit()` on a `tf.data` pipeline (shuffle,
 batch, normalise, optional augmentation, prefetch):
@@ -21,7 +21,7 @@ The model is chosen by the config, never by the variant's name: `architecture` (
 and, for the wide model, `batch_norm` and `dropout`. These three name what a variant is, so --set
 refuses them: choose another variant instead.
 
-Measured figures are not typed here: README.md's "Figures measured here" and `dlbench compare
+Measured figures are not typed here: docs/measurements.md (generated) and `dlbench compare
 cnn_cifar` generate them from the run records (machine, n, spread, contention). The wide variants take
 about an hour each on 2 CPU cores: run them with DEVICES=gpu. Meant to reach >= 80 % (not yet measured):
     make experiment NAME=cnn_cifar VARIANTS=wide DEVICES=gpu SET="augmentation=true lr_schedule=cosine epochs=30"

@@ -1,6 +1,6 @@
 """
 The judge of generated digits: a small MNIST classifier, trained once and cached, and the three
-numbers it gives a set of images (SPEC.md section 5 asks for "quality", without Inception weights).
+numbers it gives a set of images (docs/topics/gan_mnist.md: "quality", without Inception weights).
 
 - Inception Score (IS) with this classifier: exp(E_x KL(p(y|x) || p(y))), 1 for images all of one
   class or unreadable, 10 for confident predictions spread evenly over the ten digits. The real test

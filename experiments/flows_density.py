@@ -1,5 +1,5 @@
 """
-Density estimation with normalizing flows (SPEC.md section 7): a bijection F from data space to a
+Density estimation with normalizing flows (docs/topics/flows_density.md): a bijection F from data space to a
 latent space where the points follow N(0, I); by the change of variables
     log p(x) = log q(F(x)) + log |det Jac_F(x)|,
 summed over the flow's layers. F is the normalizing direction (density estimation), F^-1 the
@@ -43,7 +43,7 @@ Artifacts: for 1D the course's figure (data and learned density, the map F, the 
 and the learning process as a strip of epochs; for 2D the data, the learned density as a heat map,
 samples drawn through F^-1 and the latent points F(x); for MNIST a grid of samples.
 
-Measured figures are not typed here: `dlbench compare flows_density` and the README tables generate
+Measured figures are not typed here: `dlbench compare flows_density` and docs/measurements.md generate
 them from the run records, with the machine, n, spread and contention of each row.
 """
 
@@ -716,7 +716,7 @@ EXPERIMENT = Experiment(
                                                      n_validation=5_000, layers=8, hidden_units=512, hidden_layers=2,
                                                      learned_scale=True, learning_rate=1e-3, clip_norm=100.0,
                                                      schedule="cosine", batch_size=128, epochs=13),
-                                 slow_on_cpu="about 25 minutes on 2 cores"),
+                                 slow_on_cpu="about 17 minutes on 2 cores"),
     },
     # The flow is what a variant is; the 2D data stay settable (--set data=circles), within the flow's kind.
     identity=("flow",),

@@ -1,5 +1,5 @@
 """
-Generative adversarial networks on MNIST (SPEC.md section 5): the course's dense GAN and a DCGAN,
+Generative adversarial networks on MNIST (docs/topics/gan_mnist.md): the course's dense GAN and a DCGAN,
 trained with `model.fit()` and a `train_step` override (experiments/gan_layers.py), measured without
 Inception weights by a cached MNIST classifier (experiments/digit_judge.py).
 
@@ -23,8 +23,8 @@ Variants, chosen by the config's `architecture` (what a variant is: --set refuse
   channels, batch norm, leaky ReLU), a 3x3 convolution to one tanh channel; D two stride-2
   convolutions (32, 64), dropout.
 
-Measured figures (FCD, is_ratio, class shares, per-epoch curves) are not typed here: README.md's
-"Figures measured here" and `dlbench compare gan_mnist` generate them from the run records, with the
+Measured figures (FCD, is_ratio, class shares, per-epoch curves) are not typed here: docs/measurements.md
+(generated) and `dlbench compare gan_mnist` generate them from the run records, with the
 machine and contention of each row (the committed rows shared the cores with other trainings).
 """
 

@@ -1,5 +1,5 @@
 """
-Hand-written NumPy MLP vs Keras MLP on MNIST (SPEC.md section 1: 28x28 grey digits, 10 classes).
+Hand-written NumPy MLP vs Keras MLP on MNIST (docs/topics/mlp_mnist.md: 28x28 grey digits, 10 classes).
 
 The same multi-layer perceptron trained with NumPy only (every forward and backward equation
 visible, dlbench/numpy_nn.py) and with Keras, from the *same* initial weights (drawn once with NumPy
@@ -20,8 +20,8 @@ momentum, adam), l2, dropout, early_stopping_patience, train_subset, split. A ru
 NaN or infinite stops and ends normally with diverged=1; one whose last training loss is no better
 than guessing (ln 10) ends with failed_to_learn=1 (dead ReLUs at a too-large learning rate).
 
-Measured figures (test accuracy and seconds per epoch of each variant) are not typed here: README.md's
-"Figures measured here" and `dlbench compare mlp_mnist` generate them from the run records, one table
+Measured figures (test accuracy and seconds per epoch of each variant) are not typed here: docs/measurements.md
+(generated) and `dlbench compare mlp_mnist` generate them from the run records, one table
 per machine with n, spread and contention.
 """
 

@@ -1,5 +1,5 @@
 """
-Title: The MLP chapter's studies (SPEC.md sections 0-1), each one command: `dlbench study NAME`.
+Title: The MLP chapter's studies (docs/topics/mlp_mnist.md), each one command: `dlbench study NAME`.
 
 Every point of a study is an ordinary `mlp_mnist` run (its own row with time, energy and CO2); the
 study's PNG in results/plots/ is drawn from the rows of its latest invocation. `--set` shortens a

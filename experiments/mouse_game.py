@@ -1,4 +1,4 @@
-"""The course's mouse game (SPEC.md section 4) as a Gymnasium environment: the world of dqn_mouse.
+"""The course's mouse game (docs/topics/dqn_mouse.md) as a Gymnasium environment: the world of dqn_mouse.
 
 A mouse walks on a grid of cheese (+0.5 when eaten) and poison (-1 when eaten); an eaten cell
 becomes empty. It sees the 5 x 5 window of cells around it and moves up, down, left or right; a

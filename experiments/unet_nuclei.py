@@ -1,6 +1,6 @@
 """
 U-Net segmentation of fluorescence nuclei with BCE, Dice and boundary-weighted losses
-(SPEC.md section 6; issue 12).
+(docs/topics/unet_nuclei.md; issue 12).
 
 The course's data (Kromp et al. 2020, S-BSST265) could not be obtained: its closest public relative
 stands in, the Data Science Bowl 2018 stage-1 training set (BBBC038, CC0, with community mask fixes),
@@ -32,8 +32,8 @@ Defaults (the same for every variant but the loss): depth 3, 16 base filters (48
 batch 16 of 128x128 crops, 12 epochs of 800 crops (9,600 crops, about 3 passes over the training
 pixels), Adam 1e-3 with cosine decay, XLA off: aimed at 7-10 minutes per variant on 2 idle cores (not
 measured idle); "images/s" in the rows counts 128x128 training crops per second.
-Measured figures (Dice, IoU, AP, instance precision/recall/F1, minutes) are not typed here: README.md's
-"Figures measured here" and `dlbench compare unet_nuclei` generate them from the run records (the
+Measured figures (Dice, IoU, AP, instance precision/recall/F1, minutes) are not typed here: docs/measurements.md
+(generated) and `dlbench compare unet_nuclei` generate them from the run records (the
 committed rows shared the cores with another training: their times are inflated and flagged). The
 boundary weights trade some pixel Dice for instance F1: they separate touching nuclei, which the region
 losses merge.
