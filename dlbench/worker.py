@@ -18,7 +18,7 @@ import signal
 _TERMINATED: list[int] = []
 for _signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
     if _signum is not None:
-        signal.signal(_signum, lambda signum, frame: _TERMINATED.append(signum))
+        signal.signal(_signum, lambda signum, frame: _TERMINATED.append(signum))  # main() acts on it.
 
 import json  # noqa: E402
 import os  # noqa: E402
@@ -36,7 +36,17 @@ class DeviceError(RuntimeError):
     pass
 
 
+def _remember_termination(signum, frame):
+    _TERMINATED.append(signum)
+
+
 def _raise_interrupt(signum, frame):
+    # One termination is enough: the kernel repeats the parent-death signal once per exiting thread of
+    # the parent, and a second KeyboardInterrupt would cut the writing of the 'interrupted' record short.
+    for repeated in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if repeated is not None:
+            signal.signal(repeated, _remember_termination)
+    _TERMINATED.append(signum)
     raise KeyboardInterrupt
 
 
@@ -174,7 +184,14 @@ def main(spec: runner.RunSpec) -> int:
             set_seeds(spec.seed, variant.uses_tensorflow)
             experiment.run(config, spec.variant, record)
     except KeyboardInterrupt:
-        if orphaned():  # No parent left to rebuild the CSV from the records: do it here.
+        # The record is written; a repeated termination signal must not kill the exit either (at the
+        # interpreter's end Python hands back the default handlers, not an ignored signal's).
+        for repeated in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if repeated is not None:
+                signal.signal(repeated, signal.SIG_IGN)
+        # Terminated (not Ctrl-C): the parent may be gone, or going - while its other threads exit, this
+        # process still sees its pid - so rebuild the CSV here; a living parent rebuilds it again.
+        if _TERMINATED or orphaned():
             try:
                 results.rebuild_csv(results_dir, spec.experiment)
             except OSError:
