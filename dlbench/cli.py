@@ -9,7 +9,6 @@ and exit status 2, before anything runs; a failed run exits 1, Ctrl-C 130 (its r
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -52,17 +51,9 @@ def command_list(arguments) -> int:
             show(f"  {variant_name:<{name_width}} {devices[variant_name]:<{devices_width}} {variant.description}")
         if not arguments.keys:
             continue
-        types_by_name = config_module.field_types(experiment.config_class)
         configs = {variant_name: variant.config for variant_name, variant in experiment.variants.items()}
-        for field in dataclasses.fields(experiment.config_class):
-            # The value most variants use, then the variants that depart from it.
-            values = [getattr(config, field.name) for config in configs.values()]
-            default = max(values, key=values.count)
-            others = ", ".join(f"{variant_name}: {_shown(getattr(config, field.name))}"
-                               for variant_name, config in configs.items()
-                               if getattr(config, field.name) != default)
-            print(f"  --set {field.name}=  ({config_module.describe_type(types_by_name[field.name])}, "
-                  f"default {_shown(default)}" + (f"; {others}" if others else "") + ")")
+        for key, kind, default, others in config_module.settings_table(configs):
+            print(f"  --set {key}=  ({kind}, default {default}" + (f"; {others}" if others else "") + ")")
     from dlbench import studies
 
     print("studies (dlbench study NAME):")
@@ -73,13 +64,6 @@ def command_list(arguments) -> int:
     if not arguments.keys:
         print("every --set key with its type and default: dlbench list --keys")
     return 0
-
-
-def _shown(value) -> str:
-    """A default as the user would type it in --set (tuples as comma-separated values)."""
-    if isinstance(value, tuple):
-        return ",".join(str(item) for item in value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _run_options(arguments) -> dict:

@@ -178,6 +178,28 @@ def apply_overrides(config, overrides: dict[str, str]):
     return config
 
 
+def shown(value) -> str:
+    """A config value as the user would type it in --set (tuples comma-separated, booleans lower case)."""
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def settings_table(configs: dict[str, object]) -> list[tuple[str, str, str, str]]:
+    """For each field of the variants' configs (variant name -> config): its name, its type, the value most
+    variants use, and the variants that depart from it ("fc_sgd: 0.01, fc_adam: 0.0001"), as text."""
+    config_class = type(next(iter(configs.values())))
+    types_by_name = field_types(config_class)
+    rows = []
+    for field in dataclasses.fields(config_class):
+        values = [getattr(config, field.name) for config in configs.values()]
+        default = max(values, key=values.count)
+        others = ", ".join(f"{name}: {shown(getattr(config, field.name))}" for name, config in configs.items()
+                           if getattr(config, field.name) != default)
+        rows.append((field.name, describe_type(types_by_name[field.name]), shown(default), others))
+    return rows
+
+
 def parse_assignments(assignments: list[str]) -> dict[str, str]:
     """Turn ``["epochs=3", "learning_rate=0.1 batch_size=32"]`` into a dict, checking the form."""
     overrides: dict[str, str] = {}

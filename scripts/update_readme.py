@@ -20,7 +20,6 @@ So no measured figure and no list of variants in these files is typed by hand, a
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -152,13 +151,6 @@ def topics(tables: dict) -> str:
 
 # --- docs/topics/NAME.md: what the declaration says ------------------------------------------------
 
-def shown_value(value) -> str:
-    """A config value as the user would type it in --set (tuples comma-separated, booleans lower case)."""
-    if isinstance(value, tuple):
-        return ",".join(str(item) for item in value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def declaration(name: str) -> str:
     experiment = registry.get(name)
     lines = [f"Variants (`dlbench run {name} --variants …`; generated from the declaration at the end of "
@@ -171,15 +163,9 @@ def declaration(name: str) -> str:
               + (f"; {identity} {'names' if len(experiment.identity) == 1 else 'name'} what a variant is and "
                  "cannot be set" if identity else "") + "):", "",
               "| key | type | default | variants that differ |", "|---|---|---|---|"]
-    types_by_name = config_module.field_types(experiment.config_class)
     configs = {variant_name: variant.config for variant_name, variant in experiment.variants.items()}
-    for field in dataclasses.fields(experiment.config_class):
-        values = [getattr(config, field.name) for config in configs.values()]
-        default = max(values, key=values.count)
-        others = ", ".join(f"{variant_name}: {shown_value(getattr(config, field.name))}"
-                           for variant_name, config in configs.items() if getattr(config, field.name) != default)
-        kind = config_module.describe_type(types_by_name[field.name])
-        lines.append(f"| `{field.name}` | {kind} | {shown_value(default) or '(empty)'} | {others} |")
+    for key, kind, default, others in config_module.settings_table(configs):
+        lines.append(f"| `{key}` | {kind} | {default or '(empty)'} | {others} |")
     return "\n".join(lines)
 
 
