@@ -52,3 +52,22 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "sequence_length": self.sequence_length,
                 "vocabulary_size": self.vocabulary_size, "embedding_dim": self.embedding_dim}
+
+
+@keras.saving.register_keras_serializable("dlbench")
+class TemperatureScaling(keras.layers.Layer):
+    """Probabilities in, calibrated probabilities out: sigmoid(logit(p) / T), with the temperature T
+    fitted on the validation split after training (dlbench.metrics.fit_temperature, the same clipping).
+    Saved in the layer's config, so a reloaded model (and `dlbench predict`) answers calibrated."""
+
+    def __init__(self, temperature: float = 1.0, epsilon: float = 1e-7, **kwargs):
+        super().__init__(**kwargs)
+        self.temperature, self.epsilon = float(temperature), float(epsilon)
+
+    def call(self, probabilities):
+        clipped = keras.ops.clip(probabilities, self.epsilon, 1.0 - self.epsilon)
+        logits = keras.ops.log(clipped) - keras.ops.log1p(-clipped)
+        return keras.ops.sigmoid(logits / self.temperature)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature, "epsilon": self.epsilon}

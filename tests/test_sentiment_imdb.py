@@ -13,7 +13,7 @@ from experiments import sentiment_imdb
 
 TINY = ("epochs=2 vocabulary_size=500 sequence_length=40 embedding_dim=8 recurrent_units=4 hidden_units=4 "
         "batch_size=64 train_subset=400")
-SMOKE_VARIANTS = ["gru", "simple_rnn", "lstm", "bigru", "bow_bigrams", "transformer"]
+SMOKE_VARIANTS = ["gru", "simple_rnn", "lstm", "bigru", "bow_bigrams", "bigram_bag", "transformer"]
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +38,14 @@ def test_every_variant_writes_a_complete_row_and_saves_its_model(smoke_results):
     assert set(rows) == set(SMOKE_VARIANTS)
     for variant, row in rows.items():
         assert row["status"] == "ok" and row["dataset_source"] == "sample", variant
-        assert (row["n_train"], row["n_validation"], row["n_test"]) == (400, 400, 500)
+        # The sample's 2,000 training reviews: validation_fraction of them held out, 400 of the rest trained on.
+        held_out = round(sentiment_imdb.EXPERIMENT.variants[variant].config.validation_fraction * 2000)
+        assert (row["n_train"], row["n_validation"], row["n_test"]) == (400, held_out, 500)
         assert 0.0 <= row["test_accuracy"] <= 1.0 and row["metric_value"] == row["test_accuracy"]
         metrics = json.loads(row["extra_metrics"])
-        assert {"precision", "recall", "f1", "roc_auc", "probe_great", "probe_terrible"} <= set(metrics)
+        assert {"precision", "recall", "f1", "roc_auc", "probe_great", "probe_terrible", "ece", "ece_uncalibrated",
+                "temperature", "test_log_loss", "test_log_loss_uncalibrated"} <= set(metrics)
+        assert 0 <= metrics["ece"] <= 0.5 and 0.05 <= metrics["temperature"] <= 20
         assert row["throughput_unit"] == "tokens/s" and row["units_run"] == 2 and row["throughput"] > 0
         assert (results_dir / row["artifacts_dir"] / sentiment_imdb.MODEL_FILE).exists()
 
@@ -70,7 +74,7 @@ def test_predict_without_a_saved_model_is_one_line_and_exit_2(tmp_path, capsys):
     assert len(error.splitlines()) == 1 and "dlbench run sentiment_imdb --variants gru" in error
 
 
-@pytest.mark.parametrize("variant", ["gru", "transformer"])
+@pytest.mark.parametrize("variant", ["gru", "transformer", "bigram_bag"])
 def test_padding_does_not_change_a_prediction(variant):
     config = dataclasses.replace(sentiment_imdb.EXPERIMENT.variants[variant].config, vocabulary_size=50,
                                  sequence_length=30, embedding_dim=8, recurrent_units=4, hidden_units=4)
@@ -129,3 +133,46 @@ def test_a_vocabulary_with_odd_separators_saves_and_loads(tmp_path):
     loaded = sentiment_imdb.load_model(tmp_path / "model.keras")
     assert sentiment_imdb.predict_sentiments(loaded, ["good film"]) == pytest.approx(
         sentiment_imdb.predict_sentiments(text_model, ["good film"]), abs=1e-6)
+
+
+def test_bigram_bag_reads_unigram_and_bigram_ids():
+    config = dataclasses.replace(sentiment_imdb.EXPERIMENT.variants["bigram_bag"].config, vocabulary_size=100,
+                                 sequence_length=12)
+    texts = np.array(["not good at all", "very good film", "not bad", "good film"] * 3, dtype=object)
+    vectorizer = sentiment_imdb.make_vectorizer(config, texts)
+    vocabulary = vectorizer.get_vocabulary()
+    assert {"good", "film", "good film", "not good", "not bad"} <= set(vocabulary)
+    ids = vectorizer(np.array(["not good"], dtype=object)).numpy()[0]
+    assert ids.shape == (12,)
+    assert [vocabulary[i] for i in ids[:3]] == ["not", "good", "not good"] and not ids[3:].any()
+
+
+def test_the_temperature_is_saved_with_the_model_and_used_by_predict(tmp_path):
+    from dlbench.metrics import scaled_probabilities
+
+    texts = np.array(["good film", "bad film", "great acting", "awful plot"] * 4, dtype=object)
+    config = dataclasses.replace(sentiment_imdb.EXPERIMENT.variants["gru"].config, vocabulary_size=50,
+                                 sequence_length=8, embedding_dim=4, recurrent_units=2)
+    vectorizer = sentiment_imdb.make_vectorizer(config, texts)
+    model = sentiment_imdb.build_model(config)
+    model(np.zeros((1, 8), np.int64))
+    model.layers[-1].bias.assign([2.5])  # A confident model, so that the temperature visibly matters.
+    raw = sentiment_imdb.predict_sentiments(sentiment_imdb.export_model(vectorizer, model), ["good film", "bad film"])
+    sentiment_imdb.export_model(vectorizer, model, temperature=3.0).save(tmp_path / "model.keras")
+    loaded = sentiment_imdb.load_model(tmp_path / "model.keras")
+    calibrated = sentiment_imdb.predict_sentiments(loaded, ["good film", "bad film"])
+    assert calibrated == pytest.approx(list(scaled_probabilities(raw, 3.0)), abs=1e-5)
+    assert all(0.5 < c < r for c, r in zip(calibrated, raw))  # Softer, same side of 0.5.
+
+
+def test_calibration_metrics_fit_the_temperature_on_validation_only():
+    rng = np.random.default_rng(0)
+    # An over-confident model: the true log-odds are z, it answers sigmoid(3 z).
+    z = rng.normal(0, 1.5, 20_000)
+    labels = rng.random(20_000) < 1 / (1 + np.exp(-z))
+    over_confident = 1 / (1 + np.exp(-3 * z))
+    half = 10_000
+    metrics = sentiment_imdb.calibration_metrics(labels[:half], over_confident[:half], labels[half:], over_confident[half:])
+    assert metrics["temperature"] == pytest.approx(3.0, rel=0.08)
+    assert metrics["ece"] < 0.02 < metrics["ece_uncalibrated"]
+    assert metrics["test_log_loss"] < metrics["test_log_loss_uncalibrated"]

@@ -3,6 +3,7 @@
 import io
 import json
 
+import numpy as np
 import pytest
 
 from dlbench import data, progress, registry, results, tracking
@@ -231,3 +232,27 @@ def test_ctrl_c_in_a_declared_training_phase_waits_for_the_end_of_the_unit(tmp_p
         signal.signal(signal.SIGINT, previous)
         tracking.STOP.requested = False
     assert units_seen == [0, 1] and row.status == "interrupted" and row.units_run == 2
+
+
+def test_expected_calibration_error_on_known_inputs():
+    from dlbench.metrics import expected_calibration_error
+
+    labels = [1, 1, 0, 0, 0]
+    probabilities = [0.9, 0.9, 0.9, 0.4, 0.4]  # The last two predict 0 with confidence 0.6, both right.
+    # Bin (0.8, 0.9]: accuracy 2/3, confidence 0.9, weight 3/5. Bin (0.5, 0.6]: accuracy 1, confidence 0.6, weight 2/5.
+    expected = 3 / 5 * abs(2 / 3 - 0.9) + 2 / 5 * abs(1.0 - 0.6)
+    assert expected_calibration_error(labels, probabilities) == pytest.approx(expected)
+    assert expected_calibration_error([1, 0], [1.0, 0.0]) == pytest.approx(0.0)
+
+
+def test_fit_temperature_recovers_a_known_over_confidence():
+    from dlbench.metrics import binary_log_loss, fit_temperature, scaled_probabilities
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 2, 50_000)
+    labels = rng.random(len(z)) < 1 / (1 + np.exp(-z))
+    answered = 1 / (1 + np.exp(-z / 0.5))  # Over-confident by a factor 2.
+    temperature = fit_temperature(labels, answered)
+    assert temperature == pytest.approx(2.0, rel=0.05)
+    assert binary_log_loss(labels, scaled_probabilities(answered, temperature)) < binary_log_loss(labels, answered)
+    assert binary_log_loss([1, 0], [0.5, 0.5]) == pytest.approx(np.log(2))
