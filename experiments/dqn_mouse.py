@@ -17,16 +17,21 @@ decaying linearly from 1.0 to `epsilon_end`). All agents see the visited-cells c
 training only, pay `visited_penalty` for walking on a cell they have already visited without eating
 (the "exploring" trick); the score never includes it.
 
-Evaluation: 100 games on fixed seeds never used in training, the same for every variant; the
-headline metric is the mean score per game with the greedy policy (cheese x 0.5 - poison), and
+Selection and test: two fixed sets of 100 games, never used in training and the same for every variant.
+Every `validation_every` rounds the greedy mouse plays the validation games (seeds 20,000,000 + i); the
+weights with the best validation score are kept, and every setting of the variants (training length,
+memory) was chosen on those games. The test games (seeds 10,000,000 + i) are played once, at the end:
+the headline metric is their mean score per game with the greedy policy (cheese x 0.5 - poison), and
 `score_epsilon_0_1` the mean score with epsilon = 0.1 (the protocol of a published implementation of
-this game, which reports 13.1). The `parallel_games` games of a round are logged together, as one
+this game, which reports 13.1); `validation_score` and `selected_episode` say what was kept. The `parallel_games` games of a round are logged together, as one
 history entry with their mean score (seconds per episode = the round's time / parallel_games).
 
 Measured figures (greedy and epsilon-0.1 scores per agent, seconds, environment steps/s) are not
 typed here: docs/measurements.md (generated) and `dlbench compare dqn_mouse` generate them from the
 run records. Longer training was seen to lower the greedy score while the epsilon-0.1 score held: a
-memoryless greedy mouse loops once everything in view has been visited, and the loops grow with training.
+greedy mouse with a binary visited mark loops once everything in view has been visited, and the loops
+grow with training. `conv_memory` sees a fading trace instead (how long ago each visible cell was
+visited: `visited_memory`), which points it to where it has not been lately.
 """
 
 from __future__ import annotations
@@ -42,9 +47,11 @@ from dlbench.experiment import Experiment, Metric, Variant
 from experiments.mouse_game import ENVIRONMENT_ID
 
 # Keras and TensorFlow are imported inside the functions that use them (the random mouse never does).
-EVALUATION_GAMES = 100
-EVALUATION_SEED = 10_000_000  # Evaluation games use seeds 10,000,000 + i; training seeds stay below.
+EVALUATION_GAMES = 100  # Test games, and validation games.
+EVALUATION_SEED = 10_000_000  # Test games use seeds 10,000,000 + i; training seeds stay below.
+VALIDATION_SEED = 20_000_000  # Validation games: seeds 20,000,000 + i.
 TRAINING_SEEDS_PER_RUN_SEED = 1_000_000  # Game seeds of a training run: seed * 1e6 + game index.
+MAX_RUN_SEED = EVALUATION_SEED // TRAINING_SEEDS_PER_RUN_SEED - 1  # Seed 10 would train on the test games.
 AGENTS = ("random", "dense", "conv")
 
 
@@ -67,6 +74,8 @@ class Config:
     epsilon_decay_fraction: float = 0.8  # Share of training over which epsilon goes start -> end.
     visited_channel: bool = True
     visited_penalty: float = 0.1  # Training only.
+    visited_memory: float = 0.0  # 0: the visited channel is a 0/1 mark; tau > 0: exp(-moves since / tau).
+    validation_every: int = 1  # Rounds between two plays of the validation games (best weights kept).
     hidden_units: int = 128
     conv_filters: int = 32
     size: int = 13
@@ -86,6 +95,8 @@ class Config:
             raise ValueError("epsilon_start and epsilon_end must be in [0, 1], epsilon_decay_fraction in (0, 1]")
         if self.warmup_transitions < 0 or self.updates_per_round_step < 0 or self.visited_penalty < 0:
             raise ValueError("warmup_transitions, updates_per_round_step and visited_penalty must be >= 0")
+        if self.visited_memory < 0 or self.validation_every < 1:
+            raise ValueError("visited_memory must be >= 0 and validation_every >= 1")
 
 
 # ------------------------------------------------------------------------------------------ The games
@@ -98,7 +109,7 @@ def make_games(config: Config, count: int, training: bool):
     import experiments.mouse_game  # noqa: F401  Registers dlbench/MouseGame-v0.
 
     return [gymnasium.make("dlbench/MouseGame-v0", size=config.size, horizon=config.horizon,
-                           visited_channel=config.visited_channel,
+                           visited_channel=config.visited_channel, visited_memory=config.visited_memory,
                            visited_penalty=config.visited_penalty if training else 0.0).unwrapped
             for _ in range(count)]
 
@@ -212,7 +223,9 @@ def make_policy(online, config: Config):
 
 
 def train(config: Config, record, observation_shape):
-    """Deep Q-learning over config.episodes games, parallel_games at a time. Returns the greedy policy."""
+    """Deep Q-learning over config.episodes games, parallel_games at a time, the greedy mouse playing the
+    validation games every validation_every rounds. Returns the greedy policy with the weights that
+    scored best there."""
     import keras
 
     online = build_q_network(config, observation_shape)
@@ -229,6 +242,7 @@ def train(config: Config, record, observation_shape):
     rounds = math.ceil(config.episodes / config.parallel_games)
     record.expect_units(rounds * config.parallel_games, items_per_unit=config.horizon)  # Units: games.
     updates = 0
+    best = {"score": -math.inf, "episode": 0, "weights": online.get_weights()}
     for round_index in range(rounds):
         start = time.perf_counter()
         epsilon = epsilon_at(config, round_index / rounds)
@@ -254,10 +268,18 @@ def train(config: Config, record, observation_shape):
                     if updates % config.target_sync_updates == 0:
                         target.set_weights(online.get_weights())
         loss = float(np.mean([float(value) for value in losses])) if losses else float("nan")
+        validation = {}
+        if (round_index + 1) % config.validation_every == 0 or round_index == rounds - 1:
+            validation_score = play(config, policy, epsilon=0.0, seed=0, first_seed=VALIDATION_SEED)[0].mean()
+            validation = {"validation_score": validation_score}
+            if validation_score > best["score"]:
+                best = {"score": validation_score, "episode": (round_index + 1) * len(games),
+                        "weights": online.get_weights()}
         # The round's games ran together: one entry for all of them, with their mean figures.
         record.unit(time.perf_counter() - start, items=len(games) * config.horizon, count=len(games),
-                    score=scores.mean(), training_return=returns.mean(), loss=loss, epsilon=epsilon)
-    record.add_metrics(updates=updates)
+                    score=scores.mean(), training_return=returns.mean(), loss=loss, epsilon=epsilon, **validation)
+    online.set_weights(best["weights"])
+    record.add_metrics(updates=updates, validation_score=best["score"], selected_episode=best["episode"])
     return policy
 
 
@@ -270,12 +292,14 @@ PICTURE_LEGEND = {"mouse": (220, 30, 30), "cheese (+0.5)": (250, 200, 40), "pois
 FRAME_EVERY = 10  # A picture of the first evaluation game every 10 moves.
 
 
-def play(config: Config, policy, epsilon: float, seed: int, frames: list | None = None):
-    """The evaluation games (fixed seeds, no penalty), all stepped together: their scores, cheese and
-    poison counts. ``frames`` collects pictures of the first game."""
+def play(config: Config, policy, epsilon: float, seed: int, first_seed: int = EVALUATION_SEED,
+         frames: list | None = None):
+    """The 100 test games (or, with first_seed=VALIDATION_SEED, the validation games; fixed seeds, no
+    penalty), all stepped together: their scores, cheese and poison counts. ``seed`` drives the
+    exploring moves; ``frames`` collects pictures of the first game."""
     games = make_games(config, EVALUATION_GAMES, training=False)
     rng = np.random.default_rng(seed)
-    observations = np.stack([game.reset(seed=EVALUATION_SEED + index)[0] for index, game in enumerate(games)])
+    observations = np.stack([game.reset(seed=first_seed + index)[0] for index, game in enumerate(games)])
     scores = np.zeros(len(games))
     for step in range(config.horizon):
         if frames is not None and step % FRAME_EVERY == 0:
@@ -326,6 +350,9 @@ def save_pictures(record, frames, variant: str) -> None:
                   label="mean score of each round of games")
         axis.plot(episodes, [unit["training_return"] for unit in record.units], "-", alpha=0.6,
                   label="training return (with the visited penalty)")
+        validated = [(unit["episode"], unit["validation_score"]) for unit in record.units if "validation_score" in unit]
+        if validated:
+            axis.plot(*zip(*validated), "s-", markersize=3, label="greedy score on the validation games")
         axis.set(xlabel="training episode", ylabel="score per game", title=f"dqn_mouse / {variant}")
         axis.grid(alpha=0.3)
         axis.legend()
@@ -338,9 +365,13 @@ def save_pictures(record, frames, variant: str) -> None:
 
 
 def run(config: Config, variant: str, record) -> None:
+    if not 0 <= record.seed <= MAX_RUN_SEED:
+        raise ValueError(f"dqn_mouse takes seeds 0..{MAX_RUN_SEED}: seed {record.seed}'s training games "
+                         f"(seeds {record.seed:,} x {TRAINING_SEEDS_PER_RUN_SEED:,} + i) would be test or validation games")
     record.generated_data("mouse_game", f"{ENVIRONMENT_ID}: {config.size}x{config.size} games drawn from seeds; "
-                          f"evaluation seeds {EVALUATION_SEED}+0..{EVALUATION_GAMES - 1}")
-    record.set(n_test=EVALUATION_GAMES)
+                          f"test seeds {EVALUATION_SEED}+0..{EVALUATION_GAMES - 1}, "
+                          f"validation seeds {VALIDATION_SEED}+0..{EVALUATION_GAMES - 1}")
+    record.set(n_test=EVALUATION_GAMES, n_validation=EVALUATION_GAMES if config.agent != "random" else 0)
     observation_shape = make_games(config, 1, training=False)[0].observation_space.shape
     policy = None
     if config.agent != "random":
@@ -362,6 +393,7 @@ RANDOM = Config(agent="random", episodes=1, epsilon_start=1.0, epsilon_end=1.0)
 DENSE = Config(agent="dense")
 CONV = Config(agent="conv")
 CONV_EGREEDY = Config(agent="conv", epsilon_start=1.0, epsilon_end=0.01)
+CONV_MEMORY = Config(agent="conv", visited_memory=20.0)
 
 EXPERIMENT = Experiment(
     title="Deep Q-learning on the mouse game: random mouse, dense and convolutional Q-networks, decaying epsilon",
@@ -372,6 +404,8 @@ EXPERIMENT = Experiment(
         "dense": Variant("course Model 1: a dense Q-network on the flattened 5x5 view, epsilon 0.1", DENSE),
         "conv": Variant("course Model 2: a convolutional Q-network on the 5x5 view, epsilon 0.1", CONV),
         "conv_egreedy": Variant("Model 2 with epsilon decaying from 1.0 to 0.01 over training", CONV_EGREEDY),
+        "conv_memory": Variant("Model 2 seeing how long ago each visible cell was visited (a fading trace, "
+                               "tau 20 moves) instead of a 0/1 mark", CONV_MEMORY),
     },
     run=run,
     # The training log's "score" (the mean score of each round of games) tracks the headline while training.

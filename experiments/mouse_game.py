@@ -11,7 +11,9 @@ probability 0.3, otherwise poison with probability 0.3, the mouse starting on an
 
 Observation: the window as channels, shape (5, 5, 2) or (5, 5, 3): the board (cheese 0.5,
 poison -1, empty 0), the walls (1), and with ``visited_channel`` the cells this mouse has already
-stood on (1). ``visited_penalty`` (training only: the evaluation game keeps the true score) costs
+stood on: 1, or with ``visited_memory`` = tau > 0 a fading trace exp(-age / tau), age = moves since the
+mouse last stood there (1 where it stands, 0 where it never stood). The trace tells a mouse whose whole
+view is visited which way it has not been lately: a binary mark cannot, and such a mouse loops. ``visited_penalty`` (training only: the evaluation game keeps the true score) costs
 that much for each move onto a visited cell that ate nothing: the "exploring" trick, which pushes a
 mouse with no food in view towards cells it has not seen. ``info["score"]`` is always the game's
 own reward (cheese x 0.5 - poison), whatever the penalty.
@@ -36,16 +38,19 @@ class MouseGameEnv(gymnasium.Env):
 
     def __init__(self, size: int = 13, cheese_probability: float = 0.3, poison_probability: float = 0.3,
                  horizon: int = 200, visited_channel: bool = False, visited_penalty: float = 0.0,
-                 render_mode: str | None = None):
+                 visited_memory: float = 0.0, render_mode: str | None = None):
         if size < 1 or horizon < 1:
             raise ValueError("size and horizon must be >= 1")
         if not (0 <= cheese_probability <= 1 and 0 <= poison_probability <= 1):
             raise ValueError("cheese_probability and poison_probability must be in [0, 1]")
+        if visited_memory < 0:
+            raise ValueError("visited_memory must be >= 0 (0: a binary visited mark)")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.size, self.horizon = size, horizon
         self.cheese_probability, self.poison_probability = cheese_probability, poison_probability
         self.visited_channel, self.visited_penalty = visited_channel, float(visited_penalty)
+        self.visited_memory = float(visited_memory)
         self.render_mode = render_mode
         channels = 3 if visited_channel else 2
         self.observation_space = gymnasium.spaces.Box(-1.0, 1.0, shape=(2 * VIEW + 1, 2 * VIEW + 1, channels),
@@ -57,6 +62,7 @@ class MouseGameEnv(gymnasium.Env):
         self.walls[VIEW:-VIEW, VIEW:-VIEW] = 0.0
         self.board = np.zeros((side, side), np.float32)
         self.visited = np.zeros((side, side), np.float32)
+        self.last_visit = np.zeros((side, side), np.float32)  # The move at which the mouse last stood there.
         self.position = (VIEW, VIEW)
         self.moves = 0
 
@@ -79,6 +85,7 @@ class MouseGameEnv(gymnasium.Env):
         self.position = (VIEW + int(row), VIEW + int(column))
         self.visited[...] = 0.0
         self.visited[self.position] = 1.0
+        self.last_visit[...] = 0.0
         self.moves = 0
         self.cheese_eaten = self.poison_eaten = 0
         return self.observation(), {"score": 0.0}
@@ -100,6 +107,7 @@ class MouseGameEnv(gymnasium.Env):
             reward -= self.visited_penalty
         self.visited[row, column] = 1.0
         self.moves += 1
+        self.last_visit[row, column] = self.moves
         # The horizon is part of the game (the course's finite horizon T): the episode terminates,
         # so the Bellman target does not bootstrap past it.
         terminated = self.moves >= self.horizon
@@ -111,7 +119,11 @@ class MouseGameEnv(gymnasium.Env):
         window = (slice(row - VIEW, row + VIEW + 1), slice(column - VIEW, column + VIEW + 1))
         channels = [self.board[window], self.walls[window]]
         if self.visited_channel:
-            channels.append(self.visited[window])
+            if self.visited_memory:
+                age = self.moves - self.last_visit[window]
+                channels.append(self.visited[window] * np.exp(-age / self.visited_memory))
+            else:
+                channels.append(self.visited[window])
         return np.stack(channels, axis=-1).astype(np.float32)
 
     # ------------------------------------------------------------------------------ pictures

@@ -1,5 +1,6 @@
 """The mouse game (a Gymnasium environment) and deep Q-learning on it, on tiny settings."""
 
+import csv
 import json
 
 import gymnasium
@@ -136,7 +137,7 @@ def test_a_train_step_moves_q_of_the_taken_action_towards_the_target():
     assert after < before / 2
 
 
-@pytest.mark.parametrize("variant", ["random", "dense", "conv", "conv_egreedy"])
+@pytest.mark.parametrize("variant", ["random", "dense", "conv", "conv_egreedy", "conv_memory"])
 def test_a_short_run_of_each_variant_writes_a_complete_row(tmp_path, variant):
     status = main(["run", "dqn_mouse", "--variants", variant, "--devices", "cpu", "--no-energy",
                    "--set", "episodes=4 parallel_games=2 horizon=20 warmup_transitions=10 batch_size=8 "
@@ -152,5 +153,44 @@ def test_a_short_run_of_each_variant_writes_a_complete_row(tmp_path, variant):
     if variant != "random":
         assert row["units_run"] == 4 and row["throughput_unit"] == "environment steps/s"
         assert row["jit_compile"] == "false" and row["parameters"] > 0
+        # Two rounds, each validated: the kept weights are those of the better one.
+        with open(tmp_path / row["history_file"], newline="") as history:
+            validated = [float(entry["validation_score"]) for entry in csv.DictReader(history)]
+        assert len(validated) == 2 and metrics["validation_score"] == pytest.approx(max(validated))
+        assert metrics["selected_episode"] == 2 * (1 + validated.index(max(validated)))
+        assert row["n_validation"] == 100
     else:
         assert row["jit_compile"] == "n/a"
+
+
+def test_the_fading_trace_shows_how_long_ago_a_cell_was_visited():
+    game = _game_at(5, 5, visited_channel=True, visited_memory=10.0)
+    for action in (3, 3):  # Right twice: (5, 6), then (5, 7).
+        game.step(action)
+    trace = game.observation()[..., 2]
+    # The mouse stands at (5, 7), the view's centre; it left (5, 6) one move ago and its start (5, 5) two.
+    assert trace[VIEW, VIEW] == pytest.approx(1.0)
+    assert trace[VIEW, VIEW - 1] == pytest.approx(np.exp(-1 / 10))
+    assert trace[VIEW, VIEW - 2] == pytest.approx(np.exp(-2 / 10))
+    assert trace[VIEW - 1].max() == 0.0  # Never visited.
+    with pytest.raises(ValueError, match="visited_memory"):
+        MouseGameEnv(visited_memory=-1.0)
+
+
+def test_validation_and_test_games_are_disjoint_from_training_games():
+    training = {seed * dqn_mouse.TRAINING_SEEDS_PER_RUN_SEED + game
+                for seed in (0, dqn_mouse.MAX_RUN_SEED) for game in (0, dqn_mouse.TRAINING_SEEDS_PER_RUN_SEED - 1)}
+    test = set(range(dqn_mouse.EVALUATION_SEED, dqn_mouse.EVALUATION_SEED + dqn_mouse.EVALUATION_GAMES))
+    validation = set(range(dqn_mouse.VALIDATION_SEED, dqn_mouse.VALIDATION_SEED + dqn_mouse.EVALUATION_GAMES))
+    assert max(training) < min(test) and not test & validation
+    config = dqn_mouse.Config(agent="random", size=7, horizon=5)
+    test_scores = dqn_mouse.play(config, None, epsilon=1.0, seed=0)[0]
+    validation_scores = dqn_mouse.play(config, None, epsilon=1.0, seed=0, first_seed=dqn_mouse.VALIDATION_SEED)[0]
+    assert not np.array_equal(test_scores, validation_scores)  # Other boards, same random moves.
+
+
+def test_a_seed_whose_training_games_would_be_test_games_is_refused(tmp_path):
+    status = main(["run", "dqn_mouse", "--variants", "random", "--seed", str(dqn_mouse.MAX_RUN_SEED + 1),
+                   "--no-energy", "--results-dir", str(tmp_path)])
+    [row] = results.read_records(tmp_path, "dqn_mouse")
+    assert status != 0 and row["status"] == "failed" and "would be test or validation games" in row["error"]
