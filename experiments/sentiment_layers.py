@@ -71,3 +71,21 @@ class TemperatureScaling(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "temperature": self.temperature, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable("dlbench")
+class LastTokens(keras.layers.Layer):
+    """Word ids (padded with 0 at the end) -> the last ``length`` ids of each review, padded at the end
+    to ``length``: a review's ending often holds its verdict ("8/10, see it"), and Keras' pad_sequences,
+    which keras-io's IMDB examples use, keeps the end too."""
+
+    def __init__(self, length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.length = int(length)
+
+    def call(self, token_ids):
+        reviews = tf.RaggedTensor.from_tensor(token_ids, padding=0)  # Each review's ids, padding dropped.
+        return reviews[:, -self.length:].to_tensor(default_value=0, shape=[None, self.length])
+
+    def get_config(self):
+        return {**super().get_config(), "length": self.length}

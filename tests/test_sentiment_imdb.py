@@ -13,7 +13,7 @@ from experiments import sentiment_imdb
 
 TINY = ("epochs=2 vocabulary_size=500 sequence_length=40 embedding_dim=8 recurrent_units=4 hidden_units=4 "
         "batch_size=64 train_subset=400")
-SMOKE_VARIANTS = ["gru", "simple_rnn", "lstm", "bigru", "bow_bigrams", "bigram_bag", "transformer"]
+SMOKE_VARIANTS = ["gru", "simple_rnn", "lstm", "bigru", "bow_bigrams", "bigram_bag", "transformer", "transformer_tail"]
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +176,17 @@ def test_calibration_metrics_fit_the_temperature_on_validation_only():
     assert metrics["temperature"] == pytest.approx(3.0, rel=0.08)
     assert metrics["ece"] < 0.02 < metrics["ece_uncalibrated"]
     assert metrics["test_log_loss"] < metrics["test_log_loss_uncalibrated"]
+
+
+def test_read_end_keeps_the_last_tokens_of_a_long_review():
+    config = dataclasses.replace(sentiment_imdb.EXPERIMENT.variants["transformer_tail"].config, vocabulary_size=50,
+                                 sequence_length=3)
+    texts = np.array(["one two three four five", "six seven", "one two three four five six seven"], dtype=object)
+    vectorizer = sentiment_imdb.make_vectorizer(config, texts)
+    vocabulary = vectorizer.layers[0].get_vocabulary()
+    ids = np.asarray(vectorizer(np.array(["one two three four five", "six seven"], dtype=object)))
+    assert [[vocabulary[i] for i in row if i] for row in ids] == [["three", "four", "five"], ["six", "seven"]]
+    assert ids.shape == (2, 3) and ids[1, 2] == 0  # A short review is padded at its end.
+    assert sentiment_imdb.vocabulary_size(vectorizer) == len(vocabulary)
+    with pytest.raises(ValueError, match="sequence models"):
+        dataclasses.replace(sentiment_imdb.EXPERIMENT.variants["bigram_bag"].config, read="end").validate()
