@@ -19,8 +19,8 @@ training only, pay `visited_penalty` for walking on a cell they have already vis
 
 Selection and test: two fixed sets of 100 games, never used in training and the same for every variant.
 Every `validation_every` rounds the greedy mouse plays the validation games (seeds 20,000,000 + i); the
-weights with the best validation score are kept, and every setting of the variants (training length,
-memory) was chosen on those games. The test games (seeds 10,000,000 + i) are played once, at the end:
+weights with the best validation score are kept: the training length is chosen on those games
+(conv_memory's tau = 20 moves was set a priori, not tuned). The test games (seeds 10,000,000 + i) are played once, at the end:
 the headline metric is their mean score per game with the greedy policy (cheese x 0.5 - poison), and
 `score_epsilon_0_1` the mean score with epsilon = 0.1 (the protocol of a published implementation of
 this game, which reports 13.1); `validation_score` and `selected_episode` say what was kept. The `parallel_games` games of a round are logged together, as one
