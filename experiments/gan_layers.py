@@ -13,9 +13,12 @@ import tensorflow as tf
 from keras import ops
 
 
-def discriminator_loss(real_logits, fake_logits):
-    """The discriminator maximises log D(x) + log(1 - D(G(z))): its loss is minus that, averaged."""
-    return -ops.mean(ops.log_sigmoid(real_logits)) - ops.mean(ops.log_sigmoid(-fake_logits))
+def discriminator_loss(real_logits, fake_logits, label_smoothing: float = 0.0):
+    """The discriminator maximises log D(x) + log(1 - D(G(z))): its loss is minus that, averaged.
+    With one-sided label smoothing s (Salimans et al. 2016) the real images' target is 1 - s instead
+    of 1, so D is never pushed to certainty on real digits; the generated ones' target stays 0."""
+    real_term = (1.0 - label_smoothing) * ops.log_sigmoid(real_logits) + label_smoothing * ops.log_sigmoid(-real_logits)
+    return -ops.mean(real_term) - ops.mean(ops.log_sigmoid(-fake_logits))
 
 
 def generator_loss(fake_logits):
@@ -25,8 +28,10 @@ def generator_loss(fake_logits):
 
 
 class GAN(keras.Model):
-    def __init__(self, generator, discriminator, noise_dim: int, seed: int = 0, **kwargs):
+    def __init__(self, generator, discriminator, noise_dim: int, seed: int = 0, label_smoothing: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.label_smoothing = label_smoothing
         self.generator = generator
         self.discriminator = discriminator
         self.noise_dim = noise_dim
@@ -55,7 +60,7 @@ class GAN(keras.Model):
         with tf.GradientTape() as tape:
             fake_images = self.generator(noise, training=True)
             d_loss = discriminator_loss(self.discriminator(real_images, training=True),
-                                        self.discriminator(fake_images, training=True))
+                                        self.discriminator(fake_images, training=True), self.label_smoothing)
         gradients = tape.gradient(d_loss, self.discriminator.trainable_weights)
         self.d_optimizer.apply_gradients(zip(gradients, self.discriminator.trainable_weights))
         # 2. The generator, on fresh noise, through the updated discriminator (whose weights stay put).

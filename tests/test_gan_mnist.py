@@ -41,6 +41,23 @@ def test_gan_losses_match_the_course_formulas_on_known_discriminator_outputs():
     # A perfect discriminator: its loss goes to 0 while the generator's grows without overflow.
     assert float(discriminator_loss(np.float32([40.0]), np.float32([-40.0]))) == pytest.approx(0.0, abs=1e-6)
     assert float(generator_loss(np.float32([-40.0]))) == pytest.approx(40.0, rel=1e-4)
+    # One-sided label smoothing s: the real digits' target is 1 - s, the generated ones' stays 0.
+    smoothed = (-np.mean(0.9 * np.log(d_real) + 0.1 * np.log(1 - d_real)) - np.mean(np.log(1 - d_fake)))
+    assert float(discriminator_loss(logit(d_real), logit(d_fake), 0.1)) == pytest.approx(smoothed, rel=1e-5)
+
+
+def test_the_discriminator_learning_rate_and_label_smoothing_reach_the_game():
+    config = dataclasses.replace(gan_mnist.EXPERIMENT.variants["dcgan"].config, generator_filters=4,
+                                 discriminator_filters=4, learning_rate=1e-4, discriminator_learning_rate=4e-4,
+                                 label_smoothing=0.1)
+    gan = gan_mnist.build_gan(config, seed=0)
+    assert float(gan.d_optimizer.learning_rate) == pytest.approx(4e-4)
+    assert float(gan.g_optimizer.learning_rate) == pytest.approx(1e-4)
+    assert gan.label_smoothing == 0.1
+    default = gan_mnist.build_gan(dataclasses.replace(config, discriminator_learning_rate=0.0), seed=0)
+    assert float(default.d_optimizer.learning_rate) == pytest.approx(1e-4)  # 0 means "as the generator's".
+    with pytest.raises(ValueError, match="label_smoothing"):
+        dataclasses.replace(config, label_smoothing=0.7).validate()
 
 
 @pytest.mark.parametrize("variant", ["gan_dense", "dcgan"])
