@@ -165,7 +165,7 @@ def command_predict(arguments) -> int:
     experiment = registry.get(arguments.experiment)
     if experiment.predict is None:
         raise ValueError(f"{arguments.experiment} saves no model to predict with")
-    variant = arguments.variant or next(iter(experiment.variants))
+    variant = arguments.variant or experiment.predict_variant or next(iter(experiment.variants))
     finished = [record for record in results.read_records(arguments.results_dir, arguments.experiment)
                 if record.get("status") == results.STATUS_OK and record.get("artifacts_dir")
                 and (record.get("run_id") == arguments.run if arguments.run else record.get("variant") == variant)]
@@ -179,7 +179,8 @@ def command_predict(arguments) -> int:
     try:
         # Loading the model starts TensorFlow, whose start-up lines (absl, CUDA probes) would precede the answer.
         with native_stderr_quieted():
-            values = experiment.predict(Path(arguments.results_dir) / chosen["artifacts_dir"], arguments.inputs)
+            artifacts_dir = Path(arguments.results_dir) / chosen["artifacts_dir"]
+            values = experiment.predict(artifacts_dir, arguments.inputs, Path(arguments.out))
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{error} (run {chosen['run_id']}); {how}") from None
     except DamagedModelError as error:
@@ -187,8 +188,8 @@ def command_predict(arguments) -> int:
                                 f"--variants {chosen['variant']}") from None
     print(f"[dlbench] {arguments.experiment}/{chosen['variant']} run {chosen['run_id']} "
           f"({chosen.get('dataset_source')} data, {chosen.get('metric')}={chosen.get('metric_value')})", file=sys.stderr)
-    for value, text in zip(values, arguments.inputs):
-        print(f"{value:.4f}\t{text}")
+    for value, text in zip(values, arguments.inputs):  # A number per input, or a line saying what was written.
+        print(value if isinstance(value, str) else f"{value:.4f}\t{text}")
     return 0
 
 
@@ -289,11 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="predictions of a finished run's saved model, e.g. "
                                   "dlbench predict sentiment_imdb \"This film is great\"",
                                   description="One prediction per input (e.g. the probability that a review is "
-                                              "positive) from the model saved by the latest successful run of a "
-                                              "variant, or by the run --run names.")
+                                              "positive, or the labelled nuclei of an image written to --out) "
+                                              "from the model saved by the latest successful run of a variant, or "
+                                              "by the run --run names.")
     predict.add_argument("experiment", help="the experiment whose saved model predicts, e.g. sentiment_imdb")
-    predict.add_argument("inputs", nargs="+", help="inputs, e.g. sentences")
-    predict.add_argument("--variant", help="the variant whose latest successful run is used (default: the first)")
+    predict.add_argument("inputs", nargs="+", help="inputs, e.g. sentences, or image files for unet_nuclei")
+    predict.add_argument("--variant", help="the variant whose latest successful run is used (default: the "
+                                           "experiment's prediction variant, e.g. unet_nuclei's instances, else the "
+                                           "first)")
+    predict.add_argument("--out", default="predictions", metavar="DIR",
+                         help="folder for the files a prediction writes (unet_nuclei: <stem>_labels.png and "
+                              "<stem>_overlay.png per image), created if missing (default: predictions)")
     predict.add_argument("--run", help="a run id instead")
     predict.add_argument("--results-dir", default=default_results_dir(),
                          help="folder the records and saved models are read from (default: $DLBENCH_RESULTS_DIR, "

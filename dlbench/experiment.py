@@ -69,6 +69,8 @@ class Experiment:
     # predict(artifacts_dir, inputs) -> one number per input, from a finished run's saved model
     # (`dlbench predict NAME INPUT...`); None when the experiment saves no model to predict with.
     predict: Callable | None = None
+    # The variant whose latest run `dlbench predict` uses when --variant is not given (None: the first).
+    predict_variant: str | None = None
     # Further metrics of the rows (extra metric names) that `dlbench compare` and the README tables
     # show beside the headline, e.g. ("is_ratio", "min_class_share") for a GAN.
     shown_metrics: tuple[str, ...] = ()

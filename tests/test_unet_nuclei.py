@@ -1,14 +1,21 @@
-"""unet_nuclei: the weight map, Dice, instance matching, the split, crops and padding, the S-BSST265 folder
-layout, and a smoke run of every variant on the shipped sample of real images."""
+"""unet_nuclei: the weight map, Dice, instance matching, the three-class target and loss, the seeded
+watershed (and the scipy quirks it works around), the split, crops and padding, the S-BSST265 folder
+layout, a smoke run of every variant on the shipped sample of real images, and `dlbench predict`."""
+
+import json
+import types
 
 import numpy as np
 import pytest
 
 from dlbench import data, results
+from dlbench.cli import main
 from experiments import unet_nuclei
 
 PINNED_SPLITS = ["train", "validation", "train", "train", "train", "test", "train", "test"]
 TINY = dict(epochs=2, crops_per_epoch=16, batch_size=8, crop_size=64, depth=2, base_filters=4, overlay_images=2)
+PIXEL_VARIANTS = [name for name, variant in unet_nuclei.EXPERIMENT.variants.items()
+                  if variant.config.loss != "three_class"]
 
 
 def two_nuclei(gap: int = 4) -> np.ndarray:
@@ -50,6 +57,125 @@ def test_class_weights_give_each_class_half_of_the_weight():
     background, foreground = unet_nuclei.class_weights([target])
     assert (background, foreground) == pytest.approx((0.625, 2.5))
     assert background * 80 == pytest.approx(foreground * 20)
+
+
+def test_the_three_class_target_parts_two_touching_nuclei_by_a_boundary():
+    labels = two_nuclei(gap=0)  # Columns 10-19 and 20-29 of rows 15-24.
+    target = unet_nuclei.three_class_target(labels)
+    assert set(np.unique(target[labels == 0])) == {0}  # Background everywhere else.
+    assert target[20, 19] == 2 and target[20, 20] == 2  # The two touching columns: a 2-pixel boundary...
+    assert target[20, 18] == 1 and target[20, 21] == 1  # ...between the two interiors.
+    assert target[15, 12] == 2 and target[24, 25] == 2 and target[20, 10] == 2 and target[20, 29] == 2  # Outlines.
+    assert (target == 1).sum() == 2 * 8 * 8
+    from scipy import ndimage
+
+    assert ndimage.label(target == 1)[1] == 2  # The interiors do not touch: one seed each.
+
+
+def test_class_weights_of_three_classes_and_their_gentler_balance():
+    target = np.zeros((10, 10), np.float32)
+    target[:3], target[3] = 1, 2  # 60 % background, 30 % interior, 10 % boundary.
+    full = unet_nuclei.class_weights([target], 3, balance=1.0)
+    assert full == pytest.approx((1 / 3 / 0.6, 1 / 3 / 0.3, 1 / 3 / 0.1))  # Each class a third of the weight.
+    gentle = np.array(unet_nuclei.class_weights([target], 3, balance=0.5))
+    assert gentle @ [0.6, 0.3, 0.1] == pytest.approx(1.0)  # Mean weight 1 over the pixels.
+    assert gentle[2] / gentle[0] == pytest.approx(np.sqrt(6))
+    weights = unet_nuclei.weight_map(two_nuclei(), unet_nuclei.three_class_target(two_nuclei()), 0.0, 5.0, full)
+    assert weights[0, 0] == pytest.approx(full[0]) and weights[20, 15] == pytest.approx(full[1])
+    assert weights[15, 15] == pytest.approx(full[2])
+
+
+def test_the_weighted_categorical_cross_entropy_matches_numpy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 6, 5, 3))
+    probabilities = (np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)).astype(np.float32)
+    probabilities[0, 0, 0] = (1.0, 0.0, 0.0)  # A zero probability on the true class: clipped, not infinite.
+    classes = rng.integers(0, 3, size=(2, 6, 5))
+    classes[0, 0, 0] = 2
+    weights = rng.uniform(0.5, 10.0, size=(2, 6, 5))
+    y_true = np.stack([classes, weights], axis=-1).astype(np.float32)
+    chosen = np.take_along_axis(probabilities, classes[..., None], axis=-1)[..., 0]
+    expected = np.mean(weights * -np.log(np.clip(chosen, 1e-7, 1 - 1e-7)))
+    loss = float(unet_nuclei.make_loss("three_class")(y_true, probabilities))
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_dice_metric_of_three_classes_is_the_foreground_dice():
+    classes = unet_nuclei.three_class_target(two_nuclei())  # 200 nucleus pixels.
+    y_true = np.stack([classes, np.ones_like(classes)], axis=-1)[None]
+    predicted = np.zeros(classes.shape + (3,), np.float32)
+    predicted[..., 0] = 1.0  # Background everywhere...
+    predicted[:, :20] = (0.4, 0.1, 0.5)  # ...but columns 0-19 (nucleus 1, 100 pixels, and 700 background).
+    metric = unet_nuclei.dice_metric()
+    metric.update_state(y_true, predicted[None])
+    assert float(metric.result()) == pytest.approx((2 * 100 + 1) / (200 + 40 * 20 + 1), rel=1e-5)
+
+
+def disc_pair() -> np.ndarray:
+    """Two overlapping discs (radii 10 and 7, the later one drawn on top) and a third apart, in 60 x 80."""
+    rows, columns = np.mgrid[:60, :80]
+    labels = np.zeros((60, 80), np.int32)
+    labels[(rows - 30) ** 2 + (columns - 25) ** 2 <= 100] = 1
+    labels[(rows - 30) ** 2 + (columns - 40) ** 2 <= 49] = 2
+    labels[(rows - 15) ** 2 + (columns - 62) ** 2 <= 36] = 3
+    return labels
+
+
+def test_scipy_watershed_ift_floods_differences_and_wraps_rows():
+    """The behaviour flood_from_seeds works around (SciPy 1.17): if one of these changes, revisit it."""
+    from scipy import ndimage
+
+    # A step costs the difference of its two values and markers start at cost 0 whatever their value:
+    # the background marker (-1, value 255) takes the 250 pixel at a step of 5, the seed would pay 240.
+    row = ndimage.watershed_ift(np.array([[0, 10, 250, 255, 255]], np.uint8), np.array([[1, 0, 0, 0, -1]]))
+    np.testing.assert_array_equal(row, [[1, 1, -1, -1, -1]])
+    # A flat band costs nothing to walk along: the seed queued last takes all but its rival's neighbour.
+    flat = ndimage.watershed_ift(np.full((7, 21), 10, np.uint8), np.pad([[1] + [0] * 15 + [2]], ((3, 3), (2, 2))))
+    assert (flat == 2).sum() == 7 * 21 - 1
+    # The array is one long row: the seed at (3, 0) reaches (2, 4), across a wall of 255 it never climbs.
+    walled = np.zeros((4, 5), np.uint8)
+    walled[:, 2] = 255
+    markers = np.zeros((4, 5), np.int32)
+    markers[0, 4], markers[3, 0] = 1, 2
+    assert ndimage.watershed_ift(walled, markers)[2, 4] == 2
+
+
+def test_the_flood_shares_a_flat_band_by_distance_and_stays_in_its_box():
+    seeds = np.zeros((7, 21), np.int32)
+    seeds[3, 2], seeds[3, 18] = 1, 2
+    flooded = unet_nuclei.flood_from_seeds(np.full((7, 21), 0.3, np.float32), np.ones((7, 21), bool), seeds)
+    assert (flooded[:, :10] == 1).all() and (flooded[:, 11:] == 2).all()
+    # A wall of p(interior) = 0 between the seeds: each keeps its side, even at the box's edges.
+    interior = np.ones((7, 21), np.float32)
+    interior[:, 14] = 0.0
+    flooded = unet_nuclei.flood_from_seeds(interior, np.ones((7, 21), bool), seeds)
+    assert (flooded[:, :14] == 1).all() and (flooded[:, 15:] == 2).all()
+
+
+def test_the_seeded_watershed_splits_touching_nuclei_that_connected_components_merge():
+    labels = disc_pair()
+    target = unet_nuclei.three_class_target(labels)
+    probability, interior = (target > 0).astype(np.float32), (target == 1).astype(np.float32)
+    merged = unet_nuclei.connected_components(probability >= 0.5, min_pixels=10)
+    assert len(np.unique(merged[(labels == 1) | (labels == 2)])) == 1  # One blob, at best the larger disc's match.
+    assert unet_nuclei.match_instances(labels, merged)["matched"] == 2
+    nuclei = unet_nuclei.seeded_watershed(probability, interior, 0.5, 0.5, min_seed_pixels=4, min_object_pixels=10)
+    counts = unet_nuclei.match_instances(labels, nuclei)
+    assert nuclei.max() == 3 and counts["matched"] == 3 and counts["matched_iou"] / 3 > 0.95
+    assert ((nuclei > 0) == (labels > 0)).all()  # The watershed stays inside the mask and fills it.
+
+
+def test_a_mask_component_without_a_seed_is_one_nucleus_and_specks_are_dropped():
+    labels = disc_pair()
+    target = unet_nuclei.three_class_target(labels)
+    probability, interior = (target > 0).astype(np.float32), (target == 1).astype(np.float32)
+    interior[labels == 3] = 0.3  # Disc 3: a nucleus, but no confident interior.
+    probability[55:57, 2:5] = 0.9  # A speck of 6 pixels.
+    nuclei = unet_nuclei.seeded_watershed(probability, interior, 0.5, 0.5, min_seed_pixels=4, min_object_pixels=10)
+    assert nuclei.max() == 3 and unet_nuclei.match_instances(labels, nuclei)["matched"] == 3
+    assert len(np.unique(nuclei[labels == 3])) == 1 and nuclei[56, 3] == 0
+    segmentation = unet_nuclei.Segmentation("three_class", 4, 10, 0.5, 0.5, 0.5, 4)
+    np.testing.assert_array_equal(unet_nuclei.label_nuclei(probability, interior, segmentation), nuclei)
 
 
 def test_dice_and_iou_of_identical_and_disjoint_masks():
@@ -219,9 +345,8 @@ def test_config_rejects_a_crop_that_is_not_a_multiple_of_the_stride():
         unet_nuclei.Config(loss="focal").validate()
 
 
-@pytest.mark.parametrize("variant", list(unet_nuclei.EXPERIMENT.variants))
-def test_every_variant_runs_on_the_shipped_sample(run_in_process, variant, tmp_path):
-    row, metrics = run_in_process("unet_nuclei", variant, **TINY)
+def check_row(row, metrics, results_dir) -> None:
+    """What every variant's row holds after a tiny run on the shipped sample."""
     assert row.status == results.STATUS_OK and row.dataset_source == "sample" and row.n_test == 3
     assert "fluorescence" in row.dataset_origin
     assert row.units_run == 2 and row.throughput > 0 and row.throughput_unit == "images/s"
@@ -230,7 +355,130 @@ def test_every_variant_runs_on_the_shipped_sample(run_in_process, variant, tmp_p
                  "instance_precision", "instance_recall", "instance_f1", "instance_mean_iou", "threshold"):
         assert 0.0 <= metrics[name] <= 1.0, name
     assert metrics["nuclei_true"] > 0
-    artifacts = tmp_path / row.artifacts_dir
-    assert (artifacts / unet_nuclei.PR_CURVE_FILE).exists() and (artifacts / unet_nuclei.OVERLAYS_FILE).exists()
-    history = (tmp_path / row.history_file).read_text().splitlines()
+    artifacts = results_dir / row.artifacts_dir
+    for name in (unet_nuclei.PR_CURVE_FILE, unet_nuclei.OVERLAYS_FILE, unet_nuclei.MODEL_FILE,
+                 unet_nuclei.PREDICT_FILE):
+        assert (artifacts / name).exists(), name
+    history = (results_dir / row.history_file).read_text().splitlines()
     assert "val_dice" in history[0].split(",") and len(history) == 3
+
+
+def sample_image_file(folder) -> tuple:
+    """A test image of the shipped sample written as an 8-bit PNG (what a user would pass to predict)."""
+    from PIL import Image
+
+    image = data.load("nuclei", data.DataOptions(allow_download=False)).x_test[0]
+    path = folder / "sample nucleus.png"
+    Image.fromarray(image).save(path)
+    return path, image.shape
+
+
+@pytest.mark.parametrize("variant", PIXEL_VARIANTS)
+def test_every_pixel_variant_runs_on_the_shipped_sample_and_predicts(run_in_process, variant, tmp_path, capsys):
+    row, metrics = run_in_process("unet_nuclei", variant, **TINY)
+    check_row(row, metrics, tmp_path)
+    assert 0.0 <= metrics["instance_threshold"] <= 1.0 and "instance_seed_threshold" not in metrics
+    settings = json.loads((tmp_path / row.artifacts_dir / unet_nuclei.PREDICT_FILE).read_text())
+    assert settings["loss"] == variant and settings["threshold"] == metrics["instance_threshold"]
+    # Its saved model labels a user's image with connected components at that threshold.
+    image_file, shape = sample_image_file(tmp_path)
+    capsys.readouterr()
+    assert main(["predict", "unet_nuclei", str(image_file), "--variant", variant, "--out", str(tmp_path / "out"),
+                 "--results-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip().endswith("sample nucleus_overlay.png")
+    from PIL import Image
+
+    assert np.asarray(Image.open(tmp_path / "out" / "sample nucleus_labels.png")).shape == shape
+
+
+@pytest.fixture(scope="module")
+def instances_run(tmp_path_factory):
+    """One `dlbench run unet_nuclei --variants instances` at tiny settings, shared by the tests below."""
+    results_dir = tmp_path_factory.mktemp("nuclei_results")
+    # A module fixture is set up before conftest's per-test environment: make it offline here too.
+    with pytest.MonkeyPatch.context() as environment:
+        environment.delenv("DLBENCH_DATA_DIR", raising=False)
+        environment.delenv("DLBENCH_STRICT_DATA", raising=False)
+        environment.setenv("DLBENCH_NO_DOWNLOAD", "1")
+        environment.setenv("DLBENCH_LOCK_DIR", str(tmp_path_factory.mktemp("lock")))
+        environment.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
+        status = main(["run", "unet_nuclei", "--variants", "instances", "--devices", "cpu", "--no-energy",
+                       "--set", " ".join(f"{key}={value}" for key, value in TINY.items()),
+                       "--results-dir", str(results_dir)])
+    return status, results_dir
+
+
+def test_the_instances_variant_writes_a_complete_row_with_the_watershed_thresholds(instances_run):
+    status, results_dir = instances_run
+    assert status == 0
+    [record] = results.read_records(results_dir, "unet_nuclei")
+    row = types.SimpleNamespace(**record)
+    metrics = json.loads(record["extra_metrics"])
+    assert record["variant"] == "instances"
+    check_row(row, metrics, results_dir)
+    assert metrics["instance_seed_threshold"] in unet_nuclei.SEED_THRESHOLDS
+    assert metrics["instance_mask_threshold"] in unet_nuclei.MASK_THRESHOLDS
+    assert 0.0 <= metrics["instance_f1_components"] <= 1.0 and "instance_threshold" not in metrics
+    assert {"class_weight_background", "class_weight_interior", "class_weight_boundary"} <= set(metrics)
+    settings = json.loads((results_dir / row.artifacts_dir / unet_nuclei.PREDICT_FILE).read_text())
+    assert settings["loss"] == "three_class" and settings["stride"] == 4 and settings["min_seed_pixels"] == 4
+    assert (settings["seed_threshold"], settings["mask_threshold"]) == (metrics["instance_seed_threshold"],
+                                                                        metrics["instance_mask_threshold"])
+    model = unet_nuclei.load_model(results_dir / row.artifacts_dir / unet_nuclei.MODEL_FILE)
+    assert model.output_shape == (None, None, None, 3)
+
+
+def test_predict_writes_a_16_bit_label_image_and_an_overlay_per_image(instances_run, tmp_path, capsys):
+    from PIL import Image
+
+    _, results_dir = instances_run
+    image_file, shape = sample_image_file(tmp_path)
+    out = tmp_path / "new" / "predictions"  # Created.
+    assert main(["predict", "unet_nuclei", str(image_file), "--out", str(out), "--results-dir", str(results_dir)]) == 0
+    captured = capsys.readouterr()
+    assert "unet_nuclei/instances run" in captured.err  # The default variant of `predict unet_nuclei`.
+    [line] = captured.out.strip().splitlines()
+    labels_file, overlay_file = out / "sample nucleus_labels.png", out / "sample nucleus_overlay.png"
+    assert line.endswith(f"nuclei -> {labels_file}, {overlay_file}")
+    labels = np.asarray(Image.open(labels_file))
+    assert labels.dtype == np.uint16 and labels.shape == shape
+    assert int(line.split()[0]) == labels.max() == len(np.unique(labels[labels > 0]))  # Numbered 1..n.
+    overlay = np.asarray(Image.open(overlay_file))
+    assert overlay.shape == shape + (3,) and overlay.dtype == np.uint8
+
+
+def test_predict_of_a_missing_or_unreadable_image_or_an_unwritable_folder_is_one_line_and_exit_2(
+        instances_run, tmp_path, capsys, monkeypatch):
+    _, results_dir = instances_run
+    monkeypatch.setattr(unet_nuclei, "load_model", lambda path: pytest.fail("the model was loaded"))
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not a PNG")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    image_file, _ = sample_image_file(tmp_path)
+    capsys.readouterr()  # The sample loader's warning.
+    for inputs, expected in (([str(tmp_path / "missing.png")], "no such file"),
+                             ([str(not_an_image)], "cannot read"),
+                             ([str(image_file), "--out", str(a_file / "predictions")], "cannot write predictions")):
+        assert main(["predict", "unet_nuclei", *inputs, "--results-dir", str(results_dir)]) == 2
+        captured = capsys.readouterr()
+        assert len(captured.err.strip().splitlines()) == 1 and expected in captured.err, captured.err
+        assert captured.out == ""
+
+
+def test_predict_with_a_damaged_model_says_damaged_and_how_to_re_run(tmp_path, capsys):
+    artifacts = tmp_path / "artifacts" / "unet_nuclei" / "r1"
+    artifacts.mkdir(parents=True)
+    (artifacts / unet_nuclei.MODEL_FILE).write_bytes(b"PK\x03\x04 not a whole zip")
+    (artifacts / unet_nuclei.PREDICT_FILE).write_text(json.dumps(
+        {"loss": "three_class", "stride": 8, "min_object_pixels": 10, "threshold": 0.5}))
+    results.write_record(tmp_path, results.ResultRow(
+        run_id="r1", experiment="unet_nuclei", variant="instances", device="cpu", seed=0, status="ok",
+        artifacts_dir=str(artifacts.relative_to(tmp_path))))
+    image_file, _ = sample_image_file(tmp_path)
+    capsys.readouterr()
+    assert main(["predict", "unet_nuclei", str(image_file), "--out", str(tmp_path / "out"),
+                 "--results-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "is damaged" in error
+    assert "re-run: dlbench run unet_nuclei --variants instances" in error
