@@ -66,8 +66,9 @@ class Experiment:
     metric: Metric
     progress_unit: str = "epoch"
     throughput_unit: str = "images/s"  # What the steady-state throughput counts per second.
-    # predict(artifacts_dir, inputs) -> one number per input, from a finished run's saved model
-    # (`dlbench predict NAME INPUT...`); None when the experiment saves no model to predict with.
+    # predict(artifacts_dir, inputs, out_dir) -> one number per input, or one line per input saying what
+    # it wrote into out_dir, from a finished run's saved model (`dlbench predict NAME INPUT... --out DIR`);
+    # None when the experiment saves no model to predict with.
     predict: Callable | None = None
     # The variant whose latest run `dlbench predict` uses when --variant is not given (None: the first).
     predict_variant: str | None = None
