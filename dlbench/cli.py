@@ -201,6 +201,11 @@ def command_report(arguments) -> int:
     return 0
 
 
+def add_results_dir(parser, what: str = "the records are read from") -> None:
+    parser.add_argument("--results-dir", default=default_results_dir(),
+                        help=f"folder {what} (default: $DLBENCH_RESULTS_DIR, else results)")
+
+
 def add_run_options(parser) -> None:
     parser.add_argument("--variants", help="comma-separated variants (default: all)")
     parser.add_argument("--devices", help="comma-separated cpu,gpu (default: cpu, plus gpu when one is usable)")
@@ -215,8 +220,7 @@ def add_run_options(parser) -> None:
     parser.add_argument("--country", default=os.environ.get("DLBENCH_COUNTRY", tracking.DEFAULT_COUNTRY),
                         help="ISO 3166 alpha-3 country for the carbon intensity (default: $DLBENCH_COUNTRY or FRA)")
     parser.add_argument("--no-energy", action="store_true", help="do not start CodeCarbon (rows say 'disabled')")
-    parser.add_argument("--results-dir", default=default_results_dir(),
-                        help="folder the records are written to (default: $DLBENCH_RESULTS_DIR, else results)")
+    add_results_dir(parser, "the records are written to")
     parser.add_argument("--verbose", action="store_true", help="full tracebacks for data errors too")
     parser.add_argument("--concurrent", action="store_true",
                         help="do not wait for other dlbench runs on this machine (recorded in each row: its "
@@ -269,8 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "headline metric and steady time per unit as median [min-max], total "
                                               "time, kWh, g CO2, flags; printed and written to NAME_compare.csv.")
     compare.add_argument("experiment", help="the experiment whose records are compared")
-    compare.add_argument("--results-dir", default=default_results_dir(),
-                         help="folder the records are read from (default: $DLBENCH_RESULTS_DIR, else results)")
+    add_results_dir(compare)
     compare.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     compare.add_argument("--out", help="folder for NAME_compare.csv (default: the results directory)")
     compare.add_argument("--include-contended", action="store_true",
@@ -284,8 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "(headline metric, time per unit, run time, CO2 per variant), as PNGs "
                                            "in RESULTS_DIR/plots.")
     plot.add_argument("experiment", help="the experiment whose records are plotted")
-    plot.add_argument("--results-dir", default=default_results_dir(),
-                      help="folder the records are read from (default: $DLBENCH_RESULTS_DIR, else results)")
+    add_results_dir(plot)
 
     predict = commands.add_parser("predict", help="predictions of a finished run's saved model, e.g. "
                                   "dlbench predict sentiment_imdb \"This film is great\"",
@@ -302,9 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="folder for the files a prediction writes (unet_nuclei: <stem>_labels.png and "
                               "<stem>_overlay.png per image), created if missing (default: predictions)")
     predict.add_argument("--run", help="a run id instead")
-    predict.add_argument("--results-dir", default=default_results_dir(),
-                         help="folder the records and saved models are read from (default: $DLBENCH_RESULTS_DIR, "
-                              "else results)")
+    add_results_dir(predict, "the records and saved models are read from")
 
     report = commands.add_parser("report", help="RESULTS_DIR/report.html (self-contained) and REPORT.md: "
                                                 "every experiment's tables and figures",
@@ -312,8 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              "every experiment's comparison tables, curves and figures, and the "
                                              "views across experiments (metric against CO2, energy per topic, "
                                              "forecasts, provenance).")
-    report.add_argument("--results-dir", default=default_results_dir(),
-                        help="folder the records are read from (default: $DLBENCH_RESULTS_DIR, else results)")
+    add_results_dir(report)
     report.add_argument("--out", help="folder for report.html, REPORT.md and their figures (default: the "
                                       "results directory; the records are only read)")
     return parser

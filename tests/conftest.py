@@ -5,20 +5,35 @@ import os
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def offline_sample_data(monkeypatch, tmp_path):
-    # No data dir, an empty Keras cache and no download: loaders fall back to the shipped samples.
-    monkeypatch.delenv("DLBENCH_DATA_DIR", raising=False)
-    monkeypatch.delenv("DLBENCH_STRICT_DATA", raising=False)
-    monkeypatch.setenv("DLBENCH_NO_DOWNLOAD", "1")
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setenv("DLBENCH_RESULTS_DIR", str(tmp_path / "results"))
-    # Each test its own measurement lock: tests never wait for (or block) real runs on this machine.
-    monkeypatch.setenv("DLBENCH_LOCK_DIR", str(tmp_path / "lock"))
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+def make_offline(environment, folder):
+    """No data dir, an empty Keras cache and no download: loaders fall back to the shipped samples."""
+    environment.delenv("DLBENCH_DATA_DIR", raising=False)
+    environment.delenv("DLBENCH_STRICT_DATA", raising=False)
+    environment.setenv("DLBENCH_NO_DOWNLOAD", "1")
+    environment.setenv("KERAS_HOME", str(folder / "keras_home"))
+    environment.setenv("DLBENCH_RESULTS_DIR", str(folder / "results"))
+    # Its own measurement lock: tests never wait for (or block) real runs on this machine.
+    environment.setenv("DLBENCH_LOCK_DIR", str(folder / "lock"))
+    environment.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     for name in list(os.environ):
         if name.startswith("CODECARBON_"):
-            monkeypatch.delenv(name)
+            environment.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def offline_sample_data(monkeypatch, tmp_path):
+    make_offline(monkeypatch, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def offline_module():
+    """The same for a module fixture, which is set up before the per-test environment above."""
+    import tempfile
+    from pathlib import Path
+
+    with pytest.MonkeyPatch.context() as environment, tempfile.TemporaryDirectory() as folder:
+        make_offline(environment, Path(folder))
+        yield
 
 
 @pytest.fixture

@@ -17,17 +17,11 @@ SMOKE_VARIANTS = ["gru", "simple_rnn", "lstm", "bigru", "bow_bigrams", "bigram_b
 
 
 @pytest.fixture(scope="module")
-def smoke_results(tmp_path_factory):
+def smoke_results(tmp_path_factory, offline_module):
     """One `dlbench run` of every variant but bert_gru, shared by the tests below."""
     results_dir = tmp_path_factory.mktemp("imdb_results")
-    # A module fixture is set up before conftest's per-test environment: make it offline here too.
-    with pytest.MonkeyPatch.context() as environment:
-        environment.delenv("DLBENCH_DATA_DIR", raising=False)
-        environment.delenv("DLBENCH_STRICT_DATA", raising=False)
-        environment.setenv("DLBENCH_NO_DOWNLOAD", "1")
-        environment.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
-        status = main(["run", "sentiment_imdb", "--variants", ",".join(SMOKE_VARIANTS), "--devices", "cpu",
-                       "--no-energy", "--set", TINY, "--results-dir", str(results_dir)])
+    status = main(["run", "sentiment_imdb", "--variants", ",".join(SMOKE_VARIANTS), "--devices", "cpu",
+                   "--no-energy", "--set", TINY, "--results-dir", str(results_dir)])
     return status, results_dir
 
 

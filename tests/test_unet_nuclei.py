@@ -392,19 +392,12 @@ def test_every_pixel_variant_runs_on_the_shipped_sample_and_predicts(run_in_proc
 
 
 @pytest.fixture(scope="module")
-def instances_run(tmp_path_factory):
+def instances_run(tmp_path_factory, offline_module):
     """One `dlbench run unet_nuclei --variants instances` at tiny settings, shared by the tests below."""
     results_dir = tmp_path_factory.mktemp("nuclei_results")
-    # A module fixture is set up before conftest's per-test environment: make it offline here too.
-    with pytest.MonkeyPatch.context() as environment:
-        environment.delenv("DLBENCH_DATA_DIR", raising=False)
-        environment.delenv("DLBENCH_STRICT_DATA", raising=False)
-        environment.setenv("DLBENCH_NO_DOWNLOAD", "1")
-        environment.setenv("DLBENCH_LOCK_DIR", str(tmp_path_factory.mktemp("lock")))
-        environment.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
-        status = main(["run", "unet_nuclei", "--variants", "instances", "--devices", "cpu", "--no-energy",
-                       "--set", " ".join(f"{key}={value}" for key, value in TINY.items()),
-                       "--results-dir", str(results_dir)])
+    status = main(["run", "unet_nuclei", "--variants", "instances", "--devices", "cpu", "--no-energy",
+                   "--set", " ".join(f"{key}={value}" for key, value in TINY.items()),
+                   "--results-dir", str(results_dir)])
     return status, results_dir
 
 
