@@ -411,12 +411,13 @@ def test_the_instances_variant_writes_a_complete_row_with_the_watershed_threshol
     check_row(row, metrics, results_dir)
     assert metrics["instance_seed_threshold"] in unet_nuclei.SEED_THRESHOLDS
     assert metrics["instance_mask_threshold"] in unet_nuclei.MASK_THRESHOLDS
+    assert metrics["instance_min_seed_pixels"] in unet_nuclei.SEED_SIZES
     assert 0.0 <= metrics["instance_f1_components"] <= 1.0 and "instance_threshold" not in metrics
     assert {"class_weight_background", "class_weight_interior", "class_weight_boundary"} <= set(metrics)
     settings = json.loads((results_dir / row.artifacts_dir / unet_nuclei.PREDICT_FILE).read_text())
-    assert settings["loss"] == "three_class" and settings["stride"] == 4 and settings["min_seed_pixels"] == 4
-    assert (settings["seed_threshold"], settings["mask_threshold"]) == (metrics["instance_seed_threshold"],
-                                                                        metrics["instance_mask_threshold"])
+    assert settings["loss"] == "three_class" and settings["stride"] == 4
+    assert (settings["seed_threshold"], settings["mask_threshold"], settings["min_seed_pixels"]) == (
+        metrics["instance_seed_threshold"], metrics["instance_mask_threshold"], metrics["instance_min_seed_pixels"])
     model = unet_nuclei.load_model(results_dir / row.artifacts_dir / unet_nuclei.MODEL_FILE)
     assert model.output_shape == (None, None, None, 3)
 
