@@ -219,6 +219,7 @@ class Record:
         self.units: list[dict] = []
         self.extra_metrics: dict = {}
         self.phase_times: dict[str, float] = {}
+        self.training_seconds = 0.0  # Every training=True phase (time_train_s).
         self.forecast: progress_module.Forecast | None = None
         self.items_per_unit: float | None = None
         self.started = time.perf_counter()
@@ -237,9 +238,10 @@ class Record:
     @contextmanager
     def phase(self, name: str, training: bool = False):
         """Time one phase; any name is fine (data, build, train, eval, rollout, ...). A phase entered
-        twice (loading, then preparing the data) adds up. data/build/train/eval also have columns.
+        twice (loading, then preparing the data) adds up. data/build/eval also have columns.
         ``training=True`` declares a phase that trains in units: Ctrl-C there waits for the end of the
-        current unit (StopRequest), whatever the phase is called."""
+        current unit (StopRequest), whatever the phase is called, and its time counts in time_train_s
+        (the sum of every training phase: train_anomaly alone had left the column empty)."""
         start = time.perf_counter()
         STOP.training = training
         try:
@@ -249,9 +251,13 @@ class Record:
         finally:
             STOP.training = False
             self.synchronize()
-            self.phase_times[name] = self.phase_times.get(name, 0.0) + time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            self.phase_times[name] = self.phase_times.get(name, 0.0) + seconds
             column = f"time_{name}_s"
-            if column in results.COLUMNS:
+            if training:
+                self.training_seconds += seconds
+                self.row.time_train_s = self.training_seconds
+            elif column in results.COLUMNS:
                 setattr(self.row, column, self.phase_times[name])
 
     # ------------------------------------------------------------------------------------ data

@@ -60,6 +60,7 @@ losses merge.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import tempfile
@@ -817,15 +818,17 @@ def run(config: Config, variant: str, record) -> None:
         # Pixel threshold: best validation Dice; instance threshold: best validation F1 at IoU 0.5.
         validation_histograms = probability_histograms(validation_probabilities, validation_truths)
         threshold = max(PIXEL_THRESHOLDS, key=lambda t: confusion_at(*validation_histograms, t)["dice"])
-        instance_threshold = max(INSTANCE_THRESHOLDS, key=lambda t: instances_at(
-            validation_probabilities, y_validation, t, config.min_object_pixels)["f1"])
+        # The validation F1 of each choice is recorded: settings (epochs, losses) are compared on it, not on test.
+        validation_f1 = {t: instances_at(validation_probabilities, y_validation, t, config.min_object_pixels)["f1"]
+                         for t in INSTANCE_THRESHOLDS}
+        instance_threshold = max(validation_f1, key=validation_f1.get)
         segmentation = Segmentation(config.loss, stride, config.min_object_pixels, float(instance_threshold))
         if config.loss == "three_class":  # The watershed's settings: best validation F1 too.
             seed_sizes = (config.min_seed_pixels,) if config.min_seed_pixels else SEED_SIZES
-            seed_threshold, mask_threshold, min_seed_pixels = max(
-                ((seed, mask, size) for seed in SEED_THRESHOLDS for mask in MASK_THRESHOLDS for size in seed_sizes),
-                key=lambda setting: watershed_instances_at(validation_probabilities, validation_interiors, y_validation,
-                                                           *setting, config.min_object_pixels)["f1"])
+            watershed_f1 = {setting: watershed_instances_at(validation_probabilities, validation_interiors, y_validation,
+                                                            *setting, config.min_object_pixels)["f1"]
+                            for setting in itertools.product(SEED_THRESHOLDS, MASK_THRESHOLDS, seed_sizes)}
+            seed_threshold, mask_threshold, min_seed_pixels = max(watershed_f1, key=watershed_f1.get)
             segmentation = dataclasses.replace(segmentation, seed_threshold=float(seed_threshold),
                                                mask_threshold=float(mask_threshold), min_seed_pixels=int(min_seed_pixels))
 
@@ -852,12 +855,16 @@ def run(config: Config, variant: str, record) -> None:
                                        instance_mask_threshold=segmentation.mask_threshold,
                                        instance_min_seed_pixels=segmentation.min_seed_pixels,
                                        instance_f1_components=components["f1"],
+                                       instance_f1_components_validation=validation_f1[instance_threshold],
+                                       instance_f1_validation=watershed_f1[seed_threshold, mask_threshold,
+                                                                           min_seed_pixels],
                                        instance_threshold_components=float(instance_threshold))
         else:
             instances, instances_half = components, components_half
             shown_nuclei = [connected_components(probability >= threshold, config.min_object_pixels)
                             for probability in test_probabilities[:shown]]
-            instance_thresholds = dict(instance_threshold=float(instance_threshold))
+            instance_thresholds = dict(instance_threshold=float(instance_threshold),
+                                       instance_f1_validation=validation_f1[instance_threshold])
 
     # Teaching note: pixel accuracy flatters a background-heavy image (predicting "background"
     # everywhere already scores ~0.88 here); precision, recall, Dice and IoU do not.

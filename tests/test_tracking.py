@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -81,6 +82,22 @@ def test_any_phase_name_is_timed_and_a_metric_from_extra_metrics_is_the_headline
     assert written["status"] == "ok"  # run.phase("rollout") used to raise AttributeError.
     assert "rollout" in json.loads(written["phase_times"]) and written["metric_value"] == 2.5
     assert written["progress_unit"] == "episode"
+
+
+def test_time_train_is_the_sum_of_every_training_phase_whatever_its_name(tmp_path):
+    def body(record):
+        with record.phase("train_denoising", training=True):
+            time.sleep(0.05)
+        with record.phase("eval"):
+            time.sleep(0.05)
+        with record.phase("train_anomaly", training=True):
+            time.sleep(0.05)
+
+    _track(tmp_path, _off(), body)
+    [written] = _read(tmp_path)
+    phases = json.loads(written["phase_times"])
+    assert written["time_train_s"] == pytest.approx(phases["train_denoising"] + phases["train_anomaly"], abs=1e-5)
+    assert written["time_eval_s"] == pytest.approx(phases["eval"], abs=1e-5) and written["time_train_s"] >= 0.1
 
 
 def test_time_to_target_is_the_first_unit_reaching_it(tmp_path):

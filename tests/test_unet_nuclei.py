@@ -352,7 +352,8 @@ def check_row(row, metrics, results_dir) -> None:
     assert row.units_run == 2 and row.throughput > 0 and row.throughput_unit == "images/s"
     assert row.metric_value == metrics["dice"] and 0.0 <= metrics["dice"] <= 1.0
     for name in ("dice_mean_per_image", "iou", "precision", "recall", "pixel_accuracy", "average_precision",
-                 "instance_precision", "instance_recall", "instance_f1", "instance_mean_iou", "threshold"):
+                 "instance_precision", "instance_recall", "instance_f1", "instance_mean_iou", "threshold",
+                 "instance_f1_validation"):
         assert 0.0 <= metrics[name] <= 1.0, name
     assert metrics["nuclei_true"] > 0
     artifacts = results_dir / row.artifacts_dir
@@ -413,6 +414,7 @@ def test_the_instances_variant_writes_a_complete_row_with_the_watershed_threshol
     assert metrics["instance_mask_threshold"] in unet_nuclei.MASK_THRESHOLDS
     assert metrics["instance_min_seed_pixels"] in unet_nuclei.SEED_SIZES
     assert 0.0 <= metrics["instance_f1_components"] <= 1.0 and "instance_threshold" not in metrics
+    assert 0.0 <= metrics["instance_f1_components_validation"] <= 1.0
     assert {"class_weight_background", "class_weight_interior", "class_weight_boundary"} <= set(metrics)
     settings = json.loads((results_dir / row.artifacts_dir / unet_nuclei.PREDICT_FILE).read_text())
     assert settings["loss"] == "three_class" and settings["stride"] == 4
