@@ -1,6 +1,7 @@
 """Every test runs offline on the samples shipped in the package, never on the network or full data."""
 
 import os
+import signal
 
 import pytest
 
@@ -18,6 +19,15 @@ def make_offline(environment, folder):
     for name in list(os.environ):
         if name.startswith("CODECARBON_"):
             environment.delenv(name)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_reaches_the_tests():
+    """Started in the background by a non-interactive shell (`cmd &`, nohup), pytest inherits SIGINT
+    ignored, and so would every process it starts: the Ctrl-C tests would then see their runs finish
+    instead of stop. Restore Python's handler (children then start with the default action)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
