@@ -114,7 +114,8 @@ class Config:
     # class the same share of the total weight, 0 weighs all pixels alike.
     class_balance: float = 1.0
     min_object_pixels: int = 10  # Predicted nuclei smaller than this are dropped before matching.
-    min_seed_pixels: int = 0  # three_class: interior seeds smaller than this are no seeds; 0: chosen on validation among SEED_SIZES.
+    # three_class: interior blobs smaller than this seed no nucleus; 0: chosen on validation among SEED_SIZES.
+    min_seed_pixels: int = 0
     train_subset: int = 0  # Train on the first N training images; 0: all.
     overlay_images: int = 4  # Test images drawn in the overlay artifact.
     jit_compile: bool = False  # XLA off on every device, so CPU and GPU rows compare alike.
@@ -825,12 +826,14 @@ def run(config: Config, variant: str, record) -> None:
         segmentation = Segmentation(config.loss, stride, config.min_object_pixels, float(instance_threshold))
         if config.loss == "three_class":  # The watershed's settings: best validation F1 too.
             seed_sizes = (config.min_seed_pixels,) if config.min_seed_pixels else SEED_SIZES
-            watershed_f1 = {setting: watershed_instances_at(validation_probabilities, validation_interiors, y_validation,
-                                                            *setting, config.min_object_pixels)["f1"]
-                            for setting in itertools.product(SEED_THRESHOLDS, MASK_THRESHOLDS, seed_sizes)}
+            watershed_f1 = {
+                setting: watershed_instances_at(validation_probabilities, validation_interiors, y_validation, *setting,
+                                                config.min_object_pixels)["f1"]
+                for setting in itertools.product(SEED_THRESHOLDS, MASK_THRESHOLDS, seed_sizes)}
             seed_threshold, mask_threshold, min_seed_pixels = max(watershed_f1, key=watershed_f1.get)
             segmentation = dataclasses.replace(segmentation, seed_threshold=float(seed_threshold),
-                                               mask_threshold=float(mask_threshold), min_seed_pixels=int(min_seed_pixels))
+                                               mask_threshold=float(mask_threshold),
+                                               min_seed_pixels=int(min_seed_pixels))
 
         histograms = probability_histograms(test_probabilities, test_truths)
         at_half, at_best = confusion_at(*histograms, 0.5), confusion_at(*histograms, threshold)
