@@ -79,6 +79,9 @@ class Experiment:
     # model's architecture): code paths are chosen by config fields, never by the variant's name, and
     # `--set` on one of these is refused, so a row labelled `bce` never trained with another loss.
     identity: tuple[str, ...] = ()
+    # The largest run seed the experiment accepts (None: any), with why: dqn_mouse's training games are
+    # drawn from the run seed, and a seed past 9 would train on its test games. Checked before any run.
+    max_seed: tuple[int, str] | None = None
 
     def __post_init__(self):
         if not self.variants:

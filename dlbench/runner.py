@@ -127,6 +127,10 @@ def plan_points(experiment_name: str, points: list[tuple[str, dict, str]], devic
     if not 0 <= seed <= SEED_MAX - (repeats - 1):
         raise RunnerError(f"--seed must be in 0..{SEED_MAX} (with --repeats {repeats}: "
                           f"0..{SEED_MAX - (repeats - 1)}), got {seed}")
+    if experiment.max_seed and seed + repeats - 1 > experiment.max_seed[0]:
+        largest, why = experiment.max_seed
+        raise RunnerError(f"{experiment_name} takes seeds 0..{largest} ({why}); --seed {seed} with --repeats "
+                          f"{repeats} would use seed {seed + repeats - 1}")
     try:  # Also without energy tracking: the country is recorded in every row.
         country = environment.check_country(country)
     except ValueError as error:

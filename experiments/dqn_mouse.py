@@ -408,6 +408,7 @@ EXPERIMENT = Experiment(
                                "tau 20 moves) instead of a 0/1 mark", CONV_MEMORY),
     },
     run=run,
+    max_seed=(MAX_RUN_SEED, "a larger seed's training games would be test or validation games"),
     # The training log's "score" (the mean score of each round of games) tracks the headline while training.
     metric=Metric("mean_score", higher_is_better=True, validation_log="score"),
     # The agent is what a variant is; epsilon stays settable (conv_egreedy is conv with a decaying one).

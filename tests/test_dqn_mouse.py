@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from dlbench import results
+from dlbench import results, runner
 from dlbench.cli import main
 from experiments import dqn_mouse
 from experiments.mouse_game import CHEESE, EMPTY, POISON, VIEW, MouseGameEnv
@@ -189,8 +189,13 @@ def test_validation_and_test_games_are_disjoint_from_training_games():
     assert not np.array_equal(test_scores, validation_scores)  # Other boards, same random moves.
 
 
-def test_a_seed_whose_training_games_would_be_test_games_is_refused(tmp_path):
-    status = main(["run", "dqn_mouse", "--variants", "random", "--seed", str(dqn_mouse.MAX_RUN_SEED + 1),
-                   "--no-energy", "--results-dir", str(tmp_path)])
-    [row] = results.read_records(tmp_path, "dqn_mouse")
-    assert status != 0 and row["status"] == "failed" and "would be test or validation games" in row["error"]
+@pytest.mark.parametrize("seeds", [["--seed", str(dqn_mouse.MAX_RUN_SEED + 1)],
+                                   ["--seed", str(dqn_mouse.MAX_RUN_SEED), "--repeats", "2"]])
+def test_a_seed_whose_training_games_would_be_test_games_is_refused_before_anything_runs(tmp_path, capsys, seeds):
+    status = main(["run", "dqn_mouse", "--variants", "random", *seeds, "--no-energy", "--results-dir", str(tmp_path)])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1
+    assert f"takes seeds 0..{dqn_mouse.MAX_RUN_SEED}" in error and "would be test or validation games" in error
+    assert not results.read_records(tmp_path, "dqn_mouse")
+    # A seed in range plans as usual.
+    assert runner.plan("dqn_mouse", ["random"], ["cpu"], {}, seed=dqn_mouse.MAX_RUN_SEED)
